@@ -1,0 +1,3 @@
+//! One folder per plugin: its setup, its handler, its README and its tests.
+
+pub mod whoami;

@@ -1,0 +1,109 @@
+//! DNS over UDP: one socket per core, bound with SO_REUSEPORT so the kernel spreads clients
+//! across them, each served by its own thread and single-threaded runtime. An answer that is
+//! ready at once (cache hit, local data) is sent from the receive loop without spawning a task;
+//! only answers that wait (a forwarded query) become tasks.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use std::os::fd::AsRawFd;
+
+use tokio::io::Interest;
+
+use super::dispatch::{Prepared, ZoneTable, prepare, serve};
+use super::mmsg::{self, RecvBatch};
+use crate::plugin::Proto;
+
+/// Bind `count` UDP sockets sharing `addr`.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    (0..count.max(1)).map(|_| bind_one(addr)).collect()
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 too, like Go's `:53`.
+        sock.set_only_v6(false)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    // Room for bursts: 4 MiB, the kernel caps it at net.core.rmem_max.
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+/// Serve one socket on a thread of its own until the process exits.
+pub fn spawn(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ferrodns-udp".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                if let Err(e) = run(sock, table).await {
+                    crate::error!("udp listener: {e}");
+                }
+            })
+        })?;
+    Ok(())
+}
+
+async fn run(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()> {
+    let sock = Arc::new(tokio::net::UdpSocket::from_std(sock)?);
+    let local = sock.local_addr()?;
+    let fd = sock.as_raw_fd();
+    let mut batch = RecvBatch::new();
+    let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
+    loop {
+        sock.readable().await?;
+        let n = match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(n) => n,
+            // WouldBlock (readiness was stale) or a transient error such as an ICMP report
+            // from an earlier send: keep serving.
+            Err(_) => continue,
+        };
+        for i in 0..n {
+            let Some((wire, src)) = batch.get(i) else {
+                continue;
+            };
+            match prepare(&table, wire, src, local, Proto::Udp) {
+                Prepared::Drop => {}
+                Prepared::Reply(bytes) => out.push((bytes, src)),
+                Prepared::Serve(block, req) => {
+                    let mut fut = Box::pin(serve(block, req));
+                    // Poll once in place: most answers are ready without waiting.
+                    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                        Poll::Ready(bytes) => out.push((bytes, src)),
+                        Poll::Pending => {
+                            let sock = sock.clone();
+                            tokio::spawn(async move {
+                                let bytes = fut.await;
+                                send(&sock, &bytes, src).await;
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out.retain(|(bytes, _)| !bytes.is_empty());
+        let sent = mmsg::send_batch(fd, &out);
+        for (bytes, dst) in out.drain(..).skip(sent) {
+            send(&sock, &bytes, dst).await;
+        }
+    }
+}
+
+async fn send(sock: &tokio::net::UdpSocket, bytes: &[u8], dst: SocketAddr) {
+    if sock.try_send_to(bytes, dst).is_err() {
+        // The send buffer was full (or the error is transient): wait for room once.
+        let _ = sock.send_to(bytes, dst).await;
+    }
+}

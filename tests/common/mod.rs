@@ -1,0 +1,235 @@
+//! Starting the real `ferrodns` binary on loopback and talking DNS to it over UDP and TCP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+/// A running ferrodns; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ferrodns-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ferrodns")
+}
+
+impl Server {
+    /// Start with a Corefile in which `PORT` stands for a free port. Waits until it answers.
+    pub fn start(corefile: &str) -> Server {
+        Self::start_with(corefile, &[])
+    }
+
+    pub fn start_with(corefile: &str, extra_args: &[&str]) -> Server {
+        let port = free_port();
+        let dir = temp_dir("srv");
+        let conf = dir.join("Corefile");
+        std::fs::write(&conf, corefile.replace("PORT", &port.to_string())).unwrap();
+        let stdout = dir.join("stdout");
+        let stderr = dir.join("stderr");
+        let child = Command::new(binary())
+            .arg("-conf")
+            .arg(&conf)
+            .args(extra_args)
+            .current_dir(&dir)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start ferrodns");
+        let mut s = Server {
+            child,
+            port,
+            dir,
+            stdout,
+            stderr,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ferrodns exited with {status}: {}", self.stderr_text());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ferrodns did not start listening: {}", self.stderr_text());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Wait until stdout contains `needle` (log lines are written as queries finish).
+    pub fn wait_stdout(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.stdout_text();
+            if out.contains(needle) || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn udp(&self, name: &str, qtype: RecordType) -> Message {
+        udp_exchange(self.addr(), &query(name, qtype)).expect("udp answer")
+    }
+
+    pub fn tcp(&self, name: &str, qtype: RecordType) -> Message {
+        tcp_exchange(self.addr(), &query(name, qtype)).expect("tcp answer")
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A recursive query for `name`/`qtype` in class IN, with a random ID.
+pub fn query(name: &str, qtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = rand_id();
+    m.metadata.recursion_desired = true;
+    m.queries
+        .push(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    m
+}
+
+pub fn query_class(name: &str, qtype: RecordType, class: DNSClass) -> Message {
+    let mut m = query(name, qtype);
+    m.queries[0].query_class = class;
+    m
+}
+
+pub fn with_edns(mut m: Message, size: u16) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(size);
+    m.edns = Some(e);
+    m
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static ID: AtomicU16 = AtomicU16::new(1);
+    ID.fetch_add(7919, Ordering::Relaxed)
+}
+
+pub fn udp_exchange(addr: SocketAddr, m: &Message) -> Option<Message> {
+    let raw = udp_raw(addr, &m.to_vec().unwrap())?;
+    Message::from_vec(&raw).ok()
+}
+
+/// Send bytes over UDP; the reply bytes, or None after a 2 s wait.
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+pub fn tcp_exchange(addr: SocketAddr, m: &Message) -> Option<Message> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write_frame(&mut s, &m.to_vec().unwrap());
+    let raw = read_frame(&mut s)?;
+    Message::from_vec(&raw).ok()
+}
+
+pub fn write_frame(s: &mut TcpStream, bytes: &[u8]) {
+    let mut frame = (bytes.len() as u16).to_be_bytes().to_vec();
+    frame.extend_from_slice(bytes);
+    s.write_all(&frame).unwrap();
+}
+
+pub fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Whether a command exists on PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Interop tools are required in CI (the test script installs them); a developer without them
+/// gets a loud skip instead of a failure.
+pub fn require(cmd: &str) -> bool {
+    if have(cmd) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() || std::env::var_os("FERRODNS_REQUIRE_TOOLS").is_some() {
+        panic!("{cmd} is required (run scripts/install-deps.sh)");
+    }
+    eprintln!("SKIPPED: {cmd} not installed (run scripts/install-deps.sh)");
+    false
+}

@@ -1,0 +1,109 @@
+//! Interoperability with Debian's real DNS clients: BIND's `dig` and Knot's `kdig`, over UDP
+//! and TCP. The test script installs both; without them these tests say SKIPPED.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const COREFILE: &str = ".:PORT {\n    whoami\n}\n";
+
+fn run(cmd: &str, args: &[String]) -> String {
+    let out = Command::new(cmd).args(args).output().expect("run client");
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn dig_over_udp_and_tcp() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    for transport in ["+notcp", "+tcp"] {
+        let out = run(
+            "dig",
+            &args(&[
+                "@127.0.0.1",
+                "-p",
+                &port,
+                "example.org",
+                "A",
+                transport,
+                "+tries=1",
+                "+time=3",
+            ]),
+        );
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains("flags: qr aa rd;"), "{out}");
+        assert!(out.contains("example.org.\t\t0\tIN\tA\t127.0.0.1"), "{out}");
+        let proto = if transport == "+tcp" { "_tcp" } else { "_udp" };
+        assert!(out.contains(&format!("{proto}.example.org.")), "{out}");
+    }
+}
+
+#[test]
+fn dig_sees_edns_and_refusals() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start("example.org:PORT {\n    whoami\n}\n");
+    let port = srv.port.to_string();
+    let out = run(
+        "dig",
+        &args(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "example.org",
+            "+edns=0",
+            "+tries=1",
+        ]),
+    );
+    assert!(out.contains("EDNS: version: 0"), "{out}");
+    let out = run(
+        "dig",
+        &args(&["@127.0.0.1", "-p", &port, "example.net", "+tries=1"]),
+    );
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = run(
+        "dig",
+        &args(&[
+            "@127.0.0.1",
+            "-p",
+            &port,
+            "example.org",
+            "+edns=1",
+            "+noednsnegotiation",
+            "+tries=1",
+        ]),
+    );
+    assert!(out.contains("status: BADVERS"), "{out}");
+}
+
+#[test]
+fn kdig_over_udp_and_tcp() {
+    if !require("kdig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    for transport in ["+notcp", "+tcp"] {
+        let out = run(
+            "kdig",
+            &args(&["@127.0.0.1", "-p", &port, "example.org", "A", transport]),
+        );
+        assert!(out.contains("status: NOERROR"), "{out}");
+        assert!(out.contains("127.0.0.1"), "{out}");
+    }
+}
