@@ -48,11 +48,27 @@ pub trait Plugin: Send + Sync + 'static {
 pub struct Failure {
     pub rcode: ResponseCode,
     pub error: Option<PluginError>,
+    /// False when the client must get no reply at all (`acl ... drop`, CoreDNS's "rcode
+    /// success, nothing written"): the server sends nothing and metrics count no response.
+    pub reply: bool,
 }
 
 impl Failure {
     pub fn new(rcode: ResponseCode) -> Self {
-        Failure { rcode, error: None }
+        Failure {
+            rcode,
+            error: None,
+            reply: true,
+        }
+    }
+
+    /// Send nothing back (a dropped query).
+    pub fn no_reply() -> Self {
+        Failure {
+            rcode: ResponseCode::NoError,
+            error: None,
+            reply: false,
+        }
     }
 
     /// A failure caused by an error in plugin `plugin`, logged by `errors` as
@@ -64,6 +80,7 @@ impl Failure {
                 plugin,
                 message: message.into(),
             }),
+            reply: true,
         }
     }
 }

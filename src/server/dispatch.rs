@@ -57,7 +57,8 @@ impl ZoneTable {
             network,
             block,
         });
-        self.entries.sort_by_key(|e| std::cmp::Reverse(e.zone.len()));
+        self.entries
+            .sort_by_key(|e| std::cmp::Reverse(e.zone.len()));
         true
     }
 
@@ -190,7 +191,7 @@ pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
     finish(&req, outcome)
 }
 
-/// Turn a chain outcome into the bytes to send.
+/// Turn a chain outcome into the bytes to send; empty when nothing must be sent.
 pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
     match outcome {
         Ok(resp) => {
@@ -199,6 +200,7 @@ pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
             m.metadata.message_type = MessageType::Response;
             fit(req, m)
         }
+        Err(Failure { reply: false, .. }) => Vec::new(),
         Err(Failure { rcode, .. }) => error_reply(req, rcode),
     }
 }

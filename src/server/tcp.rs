@@ -83,6 +83,10 @@ async fn connection(stream: tokio::net::TcpStream, src: SocketAddr, table: Arc<Z
     // The writer: frames each answer with its length, in the order they complete.
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
+            if bytes.is_empty() {
+                // A dropped query (`acl ... drop`): nothing to send.
+                continue;
+            }
             let Ok(len) = u16::try_from(bytes.len()) else {
                 continue;
             };

@@ -86,7 +86,9 @@ async fn run(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()>
                             let sock = sock.clone();
                             tokio::spawn(async move {
                                 let bytes = fut.await;
-                                send(&sock, &bytes, src).await;
+                                if !bytes.is_empty() {
+                                    send(&sock, &bytes, src).await;
+                                }
                             });
                         }
                     }
