@@ -9,7 +9,9 @@
 //! `template`, `whoami`) are ready without waiting. `Served::Ready` carries such an answer with no
 //! allocation, and only a handler that really waits (`forward`) pays for a boxed future.
 
+pub mod fall;
 pub mod order;
+pub mod parse;
 pub mod request;
 pub mod response;
 pub mod setup;
