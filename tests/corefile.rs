@@ -99,7 +99,8 @@ fn cidr_keys_off_an_octet_boundary_serve_each_reverse_zone() {
 
 #[test]
 fn a_broken_corefile_stops_the_server_before_it_binds() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             ".:PORT {\n    whoami\n    log {\n",
             &[],
