@@ -190,6 +190,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fatal(e),
     };
+    for w in &corefile.warnings {
+        ferrodns::warning!("{w}");
+    }
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,13 +9,15 @@
 mod key;
 mod lexer;
 mod parser;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use key::{Scheme, ServerKey, parse_key};
-pub use parser::{parse_file, parse_str};
+pub use parser::{parse_file, parse_str, parse_str_without_files};
 
 /// Where a token was read: the file (as the user named it, or `stdin`) and the 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +64,12 @@ pub struct ServerBlock {
 #[derive(Clone, Debug, Default)]
 pub struct Corefile {
     pub blocks: Vec<ServerBlock>,
+    /// The Corefile itself (as named, when read from a file) and every imported file (absolute),
+    /// in the order they were read.
     pub files: Vec<PathBuf>,
+    /// Things CoreDNS logs as `[WARNING]` while parsing (a glob that matched no file), for the
+    /// caller to print.
+    pub warnings: Vec<String>,
 }
 
 /// A Corefile error, formatted as CoreDNS formats its parse errors.

@@ -90,11 +90,7 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
         chains.push(chain.clone());
 
         for key in &keys {
-            let port = key.port.unwrap_or(if key.scheme == Scheme::Dns {
-                dns_port
-            } else {
-                key.scheme.default_port()
-            });
+            let port = key.port_or(dns_port);
             if key.scheme != Scheme::Dns {
                 return Err(Error::at(
                     &block.loc,

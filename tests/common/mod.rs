@@ -233,3 +233,102 @@ pub fn require(cmd: &str) -> bool {
     eprintln!("SKIPPED: {cmd} not installed (run scripts/install-deps.sh)");
     false
 }
+
+/// Start with a Corefile plus files beside it (relative names, `PORT` replaced in every one) and
+/// extra environment variables for the server process.
+pub fn start_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let dir = temp_dir("srv");
+    let port_text = port.to_string();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text.replace("PORT", &port_text)).unwrap();
+    }
+    let conf = dir.join("Corefile");
+    std::fs::write(&conf, corefile.replace("PORT", &port_text)).unwrap();
+    let stdout = dir.join("stdout");
+    let stderr = dir.join("stderr");
+    let child = Command::new(binary())
+        .arg("-conf")
+        .arg(&conf)
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ferrodns");
+    let mut s = Server {
+        child,
+        port,
+        dir,
+        stdout,
+        stderr,
+    };
+    s.wait_ready();
+    s
+}
+
+/// What a run that must fail left behind.
+pub struct Failed {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The Corefile's path, as given to `-conf`.
+    pub conf: PathBuf,
+    /// The port `PORT` stood for.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Failed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Run the binary on a Corefile (and files beside it, `PORT` replaced) that must make it exit;
+/// panics if it is still running after 10 s.
+pub fn run_to_exit(corefile: &str, files: &[(&str, &str)]) -> Failed {
+    let port = free_port();
+    let dir = temp_dir("fail");
+    let port_text = port.to_string();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text.replace("PORT", &port_text)).unwrap();
+    }
+    let conf = dir.join("Corefile");
+    std::fs::write(&conf, corefile.replace("PORT", &port_text)).unwrap();
+    let mut child = Command::new(binary())
+        .arg("-conf")
+        .arg(&conf)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start ferrodns");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferrodns did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Failed {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        conf,
+        port,
+        dir,
+    }
+}
