@@ -76,6 +76,7 @@ pub const ORDER: &[&str] = &[
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
         "any" => plugins::any::setup,
+        "chaos" => plugins::chaos::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

@@ -1,4 +1,5 @@
 //! One folder per plugin: its setup, its handler, its README and its tests.
 
 pub mod any;
+pub mod chaos;
 pub mod whoami;
