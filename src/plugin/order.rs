@@ -77,6 +77,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
         "any" => plugins::any::setup,
         "chaos" => plugins::chaos::setup,
+        "local" => plugins::local::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

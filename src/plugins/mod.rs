@@ -2,4 +2,5 @@
 
 pub mod any;
 pub mod chaos;
+pub mod local;
 pub mod whoami;
