@@ -78,6 +78,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "any" => plugins::any::setup,
         "chaos" => plugins::chaos::setup,
         "local" => plugins::local::setup,
+        "minimal" => plugins::minimal::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

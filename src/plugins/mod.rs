@@ -3,4 +3,5 @@
 pub mod any;
 pub mod chaos;
 pub mod local;
+pub mod minimal;
 pub mod whoami;
