@@ -79,6 +79,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "chaos" => plugins::chaos::setup,
         "local" => plugins::local::setup,
         "minimal" => plugins::minimal::setup,
+        "nsid" => plugins::nsid::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

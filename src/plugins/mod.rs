@@ -4,4 +4,5 @@ pub mod any;
 pub mod chaos;
 pub mod local;
 pub mod minimal;
+pub mod nsid;
 pub mod whoami;
