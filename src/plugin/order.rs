@@ -76,6 +76,7 @@ pub const ORDER: &[&str] = &[
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
         "any" => plugins::any::setup,
+        "bufsize" => plugins::bufsize::setup,
         "chaos" => plugins::chaos::setup,
         "local" => plugins::local::setup,
         "minimal" => plugins::minimal::setup,

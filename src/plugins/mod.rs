@@ -1,6 +1,7 @@
 //! One folder per plugin: its setup, its handler, its README and its tests.
 
 pub mod any;
+pub mod bufsize;
 pub mod chaos;
 pub mod local;
 pub mod minimal;
