@@ -81,6 +81,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "local" => plugins::local::setup,
         "minimal" => plugins::minimal::setup,
         "nsid" => plugins::nsid::setup,
+        "root" => plugins::root::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

@@ -6,4 +6,5 @@ pub mod chaos;
 pub mod local;
 pub mod minimal;
 pub mod nsid;
+pub mod root;
 pub mod whoami;
