@@ -75,6 +75,7 @@ pub const ORDER: &[&str] = &[
 /// The setup function of an implemented plugin.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
+        "acl" => plugins::acl::setup,
         "any" => plugins::any::setup,
         "bufsize" => plugins::bufsize::setup,
         "chaos" => plugins::chaos::setup,

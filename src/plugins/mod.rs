@@ -1,5 +1,6 @@
 //! One folder per plugin: its setup, its handler, its README and its tests.
 
+pub mod acl;
 pub mod any;
 pub mod bufsize;
 pub mod chaos;
