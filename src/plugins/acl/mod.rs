@@ -85,7 +85,12 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     let mut rules = Vec::new();
     for d in &c.directives {
         let zones = c
-            .origins(&d.arg_strs().iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .origins(
+                &d.arg_strs()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .into_iter()
             .map(Arc::from)
             .collect();
@@ -152,9 +157,7 @@ fn parse_policy(line: &Directive) -> Result<Policy, SetupError> {
     let mut all_nets = false;
     while let Some((&section, after)) = rest.split_first() {
         if !is_section(section) {
-            return Err(line.err(format!(
-                "unexpected token {section:?}; expect 'type | net'"
-            )));
+            return Err(line.err(format!("unexpected token {section:?}; expect 'type | net'")));
         }
         let section = section.to_ascii_lowercase();
         let n = after.iter().take_while(|w| !is_section(w)).count();
@@ -187,9 +190,8 @@ fn parse_policy(line: &Directive) -> Result<Policy, SetupError> {
                     all_nets = true;
                     break;
                 }
-                let net = parse_cidr(w).ok_or_else(|| {
-                    line.err(format!("illegal CIDR notation {:?}", normalize(w)))
-                })?;
+                let net = parse_cidr(w)
+                    .ok_or_else(|| line.err(format!("illegal CIDR notation {:?}", normalize(w))))?;
                 networks.push(net);
             }
         }
@@ -219,12 +221,7 @@ fn normalize(w: &str) -> String {
 }
 
 impl Acl {
-    fn refuse(
-        &self,
-        req: &Request,
-        rcode: ResponseCode,
-        info_code: u16,
-    ) -> Served<'static> {
+    fn refuse(&self, req: &Request, rcode: ResponseCode, info_code: u16) -> Served<'static> {
         let mut m = req.reply();
         m.metadata.response_code = rcode;
         // CoreDNS attaches the extended error to an OPT record of its own (4096, DO); the

@@ -95,7 +95,10 @@ const TYPES: &[(&str, u16)] = &[
 
 /// The type number for a mnemonic, compared case-sensitively as CoreDNS does.
 pub fn lookup(name: &str) -> Option<u16> {
-    TYPES.iter().find(|(n, _)| *n == name).map(|&(_, code)| code)
+    TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, code)| code)
 }
 
 #[cfg(test)]

@@ -13,10 +13,15 @@ enum Got {
 }
 
 fn ede(m: &Message) -> Option<Vec<u8>> {
-    m.edns.as_ref()?.options().options.iter().find_map(|(_, o)| match o {
-        EdnsOption::Unknown(EDE_OPTION, data) => Some(data.clone()),
-        _ => None,
-    })
+    m.edns
+        .as_ref()?
+        .options()
+        .options
+        .iter()
+        .find_map(|(_, o)| match o {
+            EdnsOption::Unknown(EDE_OPTION, data) => Some(data.clone()),
+            _ => None,
+        })
 }
 
 fn outcome(plugin: &dyn Plugin, name: &str, qtype: RecordType, from: &str) -> Got {
@@ -46,41 +51,167 @@ fn rules_in_order_first_match_wins() {
     use RecordType::{A, AAAA, MX, TXT};
     let cases: &[(&str, &str, RecordType, &str, Got)] = &[
         // block by type and network
-        ("block type A net 192.168.0.0/16", "www.example.org.", A, V4, Blocked),
-        ("block type A net 192.168.0.0/16", "www.example.org.", AAAA, V4, Next),
-        ("block type A net 192.168.0.0/16", "www.example.org.", A, "10.1.0.2:53", Next),
-        ("block type * net 192.168.0.0/16", "www.example.org.", MX, V4, Blocked),
-        ("block type A net *", "www.example.org.", A, "10.9.9.9:53", Blocked),
-        ("block type A AAAA", "x.example.org.", AAAA, "[2001:db8::1]:53", Blocked),
+        (
+            "block type A net 192.168.0.0/16",
+            "www.example.org.",
+            A,
+            V4,
+            Blocked,
+        ),
+        (
+            "block type A net 192.168.0.0/16",
+            "www.example.org.",
+            AAAA,
+            V4,
+            Next,
+        ),
+        (
+            "block type A net 192.168.0.0/16",
+            "www.example.org.",
+            A,
+            "10.1.0.2:53",
+            Next,
+        ),
+        (
+            "block type * net 192.168.0.0/16",
+            "www.example.org.",
+            MX,
+            V4,
+            Blocked,
+        ),
+        (
+            "block type A net *",
+            "www.example.org.",
+            A,
+            "10.9.9.9:53",
+            Blocked,
+        ),
+        (
+            "block type A AAAA",
+            "x.example.org.",
+            AAAA,
+            "[2001:db8::1]:53",
+            Blocked,
+        ),
         ("block net 192.168.1.2", "x.example.org.", TXT, V4, Blocked),
         ("block net 192.168.1.3", "x.example.org.", TXT, V4, Next),
-        ("BLOCK TYPE A NET 192.168.1.2", "x.example.org.", A, V4, Blocked),
+        (
+            "BLOCK TYPE A NET 192.168.1.2",
+            "x.example.org.",
+            A,
+            V4,
+            Blocked,
+        ),
         // IPv6 clients and networks
-        ("block net 2001:db8::/32", "x.example.org.", A, "[2001:db8::53]:53", Blocked),
-        ("block net 2001:db8::/32", "x.example.org.", A, "[2001:db9::53]:53", Next),
-        ("block net 2001:db8::1", "x.example.org.", A, "[2001:db8::1]:53", Blocked),
+        (
+            "block net 2001:db8::/32",
+            "x.example.org.",
+            A,
+            "[2001:db8::53]:53",
+            Blocked,
+        ),
+        (
+            "block net 2001:db8::/32",
+            "x.example.org.",
+            A,
+            "[2001:db9::53]:53",
+            Next,
+        ),
+        (
+            "block net 2001:db8::1",
+            "x.example.org.",
+            A,
+            "[2001:db8::1]:53",
+            Blocked,
+        ),
         // An IPv4 client on a dual-stack socket matches IPv4 networks.
-        ("block net 192.168.0.0/16", "x.example.org.", A, "[::ffff:192.168.7.7]:53", Blocked),
-        ("block net 0.0.0.0/0", "x.example.org.", A, "[2001:db8::1]:53", Next),
+        (
+            "block net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            "[::ffff:192.168.7.7]:53",
+            Blocked,
+        ),
+        (
+            "block net 0.0.0.0/0",
+            "x.example.org.",
+            A,
+            "[2001:db8::1]:53",
+            Next,
+        ),
         // No `net` matches IPv6 clients too.
         ("block", "x.example.org.", A, "[2001:db8::1]:53", Blocked),
         // filter and drop
-        ("filter type A net 192.168.0.0/16", "x.example.org.", A, V4, Filtered),
-        ("filter type A net 192.168.0.0/16", "x.example.org.", A, "192.167.0.2:53", Next),
+        (
+            "filter type A net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            V4,
+            Filtered,
+        ),
+        (
+            "filter type A net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            "192.167.0.2:53",
+            Next,
+        ),
         ("drop net 192.168.0.0/16", "x.example.org.", A, V4, Dropped),
-        ("drop net 192.168.0.0/16", "x.example.org.", A, "10.0.0.1:53", Next),
+        (
+            "drop net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            "10.0.0.1:53",
+            Next,
+        ),
         ("drop", "x.example.org.", A, "[::1]:53", Dropped),
         // first matching line wins; allow ends the check
-        ("allow net 192.168.1.0/24\nblock net 192.168.0.0/16", "x.example.org.", A, V4, Next),
-        ("allow net 192.168.1.0/24\nblock net 192.168.0.0/16", "x.example.org.", A, "192.168.2.1:53", Blocked),
-        ("allow net 192.168.0.0/24 192.168.1.0/24\nblock", "x.example.org.", A, V4, Next),
-        ("allow net 192.168.0.0/24 192.168.1.0/24\nblock", "x.example.org.", A, "10.0.0.1:53", Blocked),
+        (
+            "allow net 192.168.1.0/24\nblock net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            V4,
+            Next,
+        ),
+        (
+            "allow net 192.168.1.0/24\nblock net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            "192.168.2.1:53",
+            Blocked,
+        ),
+        (
+            "allow net 192.168.0.0/24 192.168.1.0/24\nblock",
+            "x.example.org.",
+            A,
+            V4,
+            Next,
+        ),
+        (
+            "allow net 192.168.0.0/24 192.168.1.0/24\nblock",
+            "x.example.org.",
+            A,
+            "10.0.0.1:53",
+            Blocked,
+        ),
         ("allow type A\nfilter", "x.example.org.", A, V4, Next),
         ("allow type A\nfilter", "x.example.org.", MX, V4, Filtered),
         ("allow type None\nblock", "x.example.org.", MX, V4, Next),
         // several sections, sections in any order, repeated
-        ("block net 10.0.0.0/8 type MX net 192.168.0.0/16", "x.example.org.", MX, V4, Blocked),
-        ("block net 10.0.0.0/8 type MX net 192.168.0.0/16", "x.example.org.", A, V4, Next),
+        (
+            "block net 10.0.0.0/8 type MX net 192.168.0.0/16",
+            "x.example.org.",
+            MX,
+            V4,
+            Blocked,
+        ),
+        (
+            "block net 10.0.0.0/8 type MX net 192.168.0.0/16",
+            "x.example.org.",
+            A,
+            V4,
+            Next,
+        ),
         ("block type MX type A", "x.example.org.", A, V4, Blocked),
     ];
     for (lines, name, qtype, from, want) in cases {
@@ -105,16 +236,32 @@ fn zones_scope_the_rules() {
         ("c.example.org.", Next),
         ("example.org.", Next),
     ] {
-        assert_eq!(outcome(plugin.as_ref(), name, RecordType::A, V4), want, "{name}");
+        assert_eq!(
+            outcome(plugin.as_ref(), name, RecordType::A, V4),
+            want,
+            "{name}"
+        );
     }
     // A later rule still applies when an earlier rule's zone matched but none of its lines did.
     let corefile = "example.org {\n acl {\n  block net 10.0.0.0/8\n }\n acl {\n  drop net 192.168.0.0/16\n }\n}\n";
-    let plugin = testkit::setup(setup, "acl", corefile).unwrap().handler.unwrap();
-    assert_eq!(outcome(plugin.as_ref(), "x.example.org.", RecordType::A, V4), Dropped);
+    let plugin = testkit::setup(setup, "acl", corefile)
+        .unwrap()
+        .handler
+        .unwrap();
+    assert_eq!(
+        outcome(plugin.as_ref(), "x.example.org.", RecordType::A, V4),
+        Dropped
+    );
     // ... but `allow` stops the search for good.
     let corefile = "example.org {\n acl {\n  allow net 192.168.0.0/16\n }\n acl {\n  drop\n }\n}\n";
-    let plugin = testkit::setup(setup, "acl", corefile).unwrap().handler.unwrap();
-    assert_eq!(outcome(plugin.as_ref(), "x.example.org.", RecordType::A, V4), Next);
+    let plugin = testkit::setup(setup, "acl", corefile)
+        .unwrap()
+        .handler
+        .unwrap();
+    assert_eq!(
+        outcome(plugin.as_ref(), "x.example.org.", RecordType::A, V4),
+        Next
+    );
 }
 
 #[test]
@@ -148,24 +295,61 @@ fn setup_errors_read_as_coredns() {
     let pre = "plugin/acl: Corefile:3 - Error during parsing: ";
     for (line, want) in [
         ("block type A net 192.168.0.0/16", None),
-        ("block type A file x.txt", Some("unexpected token \"file\"; expect legal QTYPE")),
-        ("block A net 192.168.0.0/16", Some("unexpected token \"A\"; expect 'type | net'")),
-        ("block type net 192.168.0.0/16", Some("no token specified in \"type\" section")),
-        ("block type A net", Some("no token specified in \"net\" section")),
-        ("block type ABC net 192.168.0.0/16", Some("unexpected token \"ABC\"; expect legal QTYPE")),
-        ("block type a", Some("unexpected token \"a\"; expect legal QTYPE")),
-        ("blck type A", Some("unexpected token \"blck\"; expect 'allow', 'block', 'filter' or 'drop'")),
-        ("block net 192.168.0/16", Some("illegal CIDR notation \"192.168.0/16\"")),
-        ("block net 192.168.0.0/33", Some("illegal CIDR notation \"192.168.0.0/33\"")),
-        ("block net 300.1.1.1", Some("illegal CIDR notation \"300.1.1.1/32\"")),
-        ("block net zz::1", Some("illegal CIDR notation \"zz::1/128\"")),
+        (
+            "block type A file x.txt",
+            Some("unexpected token \"file\"; expect legal QTYPE"),
+        ),
+        (
+            "block A net 192.168.0.0/16",
+            Some("unexpected token \"A\"; expect 'type | net'"),
+        ),
+        (
+            "block type net 192.168.0.0/16",
+            Some("no token specified in \"type\" section"),
+        ),
+        (
+            "block type A net",
+            Some("no token specified in \"net\" section"),
+        ),
+        (
+            "block type ABC net 192.168.0.0/16",
+            Some("unexpected token \"ABC\"; expect legal QTYPE"),
+        ),
+        (
+            "block type a",
+            Some("unexpected token \"a\"; expect legal QTYPE"),
+        ),
+        (
+            "blck type A",
+            Some("unexpected token \"blck\"; expect 'allow', 'block', 'filter' or 'drop'"),
+        ),
+        (
+            "block net 192.168.0/16",
+            Some("illegal CIDR notation \"192.168.0/16\""),
+        ),
+        (
+            "block net 192.168.0.0/33",
+            Some("illegal CIDR notation \"192.168.0.0/33\""),
+        ),
+        (
+            "block net 300.1.1.1",
+            Some("illegal CIDR notation \"300.1.1.1/32\""),
+        ),
+        (
+            "block net zz::1",
+            Some("illegal CIDR notation \"zz::1/128\""),
+        ),
         // Nothing after `*` is looked at, as in CoreDNS.
         ("block type * ABC", None),
         ("block net * garbage", None),
     ] {
         let corefile = format!(". {{\n acl {{\n  {line}\n }}\n}}\n");
         let got = testkit::setup(setup, "acl", &corefile).map(|_| ());
-        assert_eq!(got, want.map_or(Ok(()), |w| Err(format!("{pre}{w}"))), "{line}");
+        assert_eq!(
+            got,
+            want.map_or(Ok(()), |w| Err(format!("{pre}{w}"))),
+            "{line}"
+        );
     }
 }
 
@@ -173,5 +357,8 @@ fn setup_errors_read_as_coredns() {
 fn no_rules_allow_everything() {
     let built = testkit::setup(setup, "acl", ". {\n acl\n}\n").expect("setup");
     let plugin = built.handler.expect("handler");
-    assert_eq!(outcome(plugin.as_ref(), "example.org.", RecordType::A, V4), Got::Next);
+    assert_eq!(
+        outcome(plugin.as_ref(), "example.org.", RecordType::A, V4),
+        Got::Next
+    );
 }

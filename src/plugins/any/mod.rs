@@ -40,8 +40,11 @@ impl Plugin for Any {
         // Class IN and the question name as written, whatever the question's class: CoreDNS's
         // answer, not marked authoritative.
         let hinfo = HINFO::new("ANY obsoleted".into(), "See RFC 8482".into());
-        m.answers
-            .push(Record::from_rdata(req.qname().clone(), TTL, RData::HINFO(hinfo)));
+        m.answers.push(Record::from_rdata(
+            req.qname().clone(),
+            TTL,
+            RData::HINFO(hinfo),
+        ));
         Served::Ready(Ok(Response::new(m, "any")))
     }
 }
@@ -72,8 +75,16 @@ mod tests {
                 ResponseCode::NoError,
                 vec!["version.bind. 8482 IN HINFO ANY obsoleted See RFC 8482"],
             ),
-            (ask("example.org.", RecordType::A), ResponseCode::NXDomain, vec![]),
-            (ask("example.org.", RecordType::HINFO), ResponseCode::NXDomain, vec![]),
+            (
+                ask("example.org.", RecordType::A),
+                ResponseCode::NXDomain,
+                vec![],
+            ),
+            (
+                ask("example.org.", RecordType::HINFO),
+                ResponseCode::NXDomain,
+                vec![],
+            ),
         ] {
             let req = q.request();
             let m = message(run(&Any, &req, &rest));
@@ -82,7 +93,10 @@ mod tests {
             assert!(m.authorities.is_empty() && m.additionals.is_empty());
             assert!(!m.metadata.authoritative);
             if let Some(RData::HINFO(h)) = m.answers.first().map(|r| &r.data) {
-                assert_eq!((&*h.cpu, &*h.os), (&b"ANY obsoleted"[..], &b"See RFC 8482"[..]));
+                assert_eq!(
+                    (&*h.cpu, &*h.os),
+                    (&b"ANY obsoleted"[..], &b"See RFC 8482"[..])
+                );
             }
         }
     }
@@ -94,7 +108,9 @@ mod tests {
             (". {\n any\n any\n}\n", Ok(())),
             (
                 ". {\n any x\n}\n",
-                Err("plugin/any: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"),
+                Err(
+                    "plugin/any: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+                ),
             ),
             (
                 ". {\n any {\n  foo\n }\n}\n",

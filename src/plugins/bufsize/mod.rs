@@ -141,11 +141,18 @@ mod tests {
             let req = q.request();
             message(run(plugin(line).as_ref(), &req, &rest));
             let asked = recorder.seen.lock().unwrap().pop().expect("passed on");
-            assert_eq!(asked.edns.as_ref().map(|e| e.max_payload()), seen, "{line} {client:?}");
+            assert_eq!(
+                asked.edns.as_ref().map(|e| e.max_payload()),
+                seen,
+                "{line} {client:?}"
+            );
             // Nothing else about the query changes.
             assert_eq!(asked.queries, req.msg.queries);
             assert_eq!(asked.metadata.id, req.id());
-            assert_eq!(asked.edns.as_ref().map(|e| e.flags().dnssec_ok), client.map(|_| true));
+            assert_eq!(
+                asked.edns.as_ref().map(|e| e.flags().dnssec_ok),
+                client.map(|_| true)
+            );
         }
     }
 
@@ -172,7 +179,10 @@ mod tests {
         assert!(encode(&m).len() <= 512);
 
         // TCP has no such limit.
-        let req = ask("example.org.", RecordType::TXT).edns(4096).tcp().request();
+        let req = ask("example.org.", RecordType::TXT)
+            .edns(4096)
+            .tcp()
+            .request();
         let m = message(run(p.as_ref(), &req, &rest));
         assert!(!m.metadata.truncation);
         assert_eq!((m.answers.len(), m.additionals.len()), (10, 2));

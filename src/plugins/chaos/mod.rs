@@ -152,7 +152,9 @@ mod tests {
                 vec!["Version.Server. 0 CH TXT MyDNS-1.0".into()],
             ),
             (
-                ask("authors.bind.", RecordType::TXT).class(DNSClass::CH).tcp(),
+                ask("authors.bind.", RecordType::TXT)
+                    .class(DNSClass::CH)
+                    .tcp(),
                 ResponseCode::NoError,
                 vec!["authors.bind. 0 CH TXT alice".into()],
             ),
@@ -203,7 +205,11 @@ mod tests {
                 "v9".to_string(),
                 vec!["amy".to_string(), "zed".to_string()],
             ),
-            (&*format!("chaos {many}"), "x".repeat(255), default_authors()),
+            (
+                &*format!("chaos {many}"),
+                "x".repeat(255),
+                default_authors(),
+            ),
         ] {
             let plugin = chaos(line);
             let req = ask("version.bind.", RecordType::TXT)
@@ -219,11 +225,7 @@ mod tests {
                 .class(DNSClass::CH)
                 .request();
             let m = message(run(plugin.as_ref(), &req, &[]));
-            let mut got: Vec<String> = m
-                .answers
-                .iter()
-                .map(|r| r.data.to_string())
-                .collect();
+            let mut got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
             got.sort();
             assert_eq!(got, authors, "{line}");
         }

@@ -210,7 +210,15 @@ mod tests {
         let built = testkit::setup(setup, "local", ". {\n local\n}\n").expect("setup");
         let local = built.handler.expect("handler");
         let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Answer::new(ResponseCode::Refused))];
-        let cases: Vec<(&str, RecordType, ResponseCode, Vec<String>, Vec<String>)> = vec![
+        // (question, type, rcode, answer, authority)
+        type Case = (
+            &'static str,
+            RecordType,
+            ResponseCode,
+            Vec<String>,
+            Vec<String>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "localhost.",
                 RecordType::A,
@@ -340,9 +348,27 @@ mod tests {
                 vec![soa("0.in-addr.arpa.")],
             ),
             // Not local: down the chain. CoreDNS does not intercept `invalid.` or `ip6.arpa`.
-            ("example.org.", RecordType::A, ResponseCode::Refused, vec![], vec![]),
-            ("invalid.", RecordType::A, ResponseCode::Refused, vec![], vec![]),
-            ("notlocalhost.", RecordType::A, ResponseCode::Refused, vec![], vec![]),
+            (
+                "example.org.",
+                RecordType::A,
+                ResponseCode::Refused,
+                vec![],
+                vec![],
+            ),
+            (
+                "invalid.",
+                RecordType::A,
+                ResponseCode::Refused,
+                vec![],
+                vec![],
+            ),
+            (
+                "notlocalhost.",
+                RecordType::A,
+                ResponseCode::Refused,
+                vec![],
+                vec![],
+            ),
             (
                 "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
                 RecordType::PTR,
@@ -399,15 +425,21 @@ mod tests {
             (". {\n local\n local\n}\n", None),
             (
                 ". {\n local x\n}\n",
-                Some("2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"),
+                Some(
+                    "2 - Error during parsing: Wrong argument count or unexpected line ending after 'x'",
+                ),
             ),
             (
                 ". {\n local {\n  localhost_prefix maybe\n }\n}\n",
-                Some("3 - Error during parsing: localhost_prefix expects 'on' or 'off', got \"maybe\""),
+                Some(
+                    "3 - Error during parsing: localhost_prefix expects 'on' or 'off', got \"maybe\"",
+                ),
             ),
             (
                 ". {\n local {\n  localhost_prefix\n }\n}\n",
-                Some("3 - Error during parsing: Wrong argument count or unexpected line ending after 'localhost_prefix'"),
+                Some(
+                    "3 - Error during parsing: Wrong argument count or unexpected line ending after 'localhost_prefix'",
+                ),
             ),
             (
                 ". {\n local {\n  prefix on\n }\n}\n",
@@ -415,7 +447,11 @@ mod tests {
             ),
         ] {
             let got = testkit::setup(setup, "local", corefile).map(|_| ());
-            assert_eq!(got, want.map_or(Ok(()), |w| Err(format!("{pre}{w}"))), "{corefile}");
+            assert_eq!(
+                got,
+                want.map_or(Ok(()), |w| Err(format!("{pre}{w}"))),
+                "{corefile}"
+            );
         }
     }
 }

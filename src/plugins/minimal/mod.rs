@@ -57,8 +57,7 @@ fn is_plain_success(m: &Message) -> bool {
     if matches!(m.metadata.op_code, OpCode::Update | OpCode::Notify) {
         return false;
     }
-    if m
-        .queries
+    if m.queries
         .first()
         .is_some_and(|q| matches!(q.query_type, RecordType::AXFR | RecordType::IXFR))
     {
@@ -75,8 +74,7 @@ fn is_plain_success(m: &Message) -> bool {
         return true;
     }
     // No answer: an SOA in the authority section makes it NODATA, NS records a referral.
-    !m
-        .authorities
+    !m.authorities
         .iter()
         .any(|r| matches!(r.record_type(), RecordType::SOA | RecordType::NS))
 }
@@ -124,9 +122,9 @@ mod tests {
     use super::*;
     use crate::plugins::whoami::testkit::{Answer, ask, message, record, run, show};
     use hickory_proto::op::Edns;
+    use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::opt::{EdnsOption, NSIDPayload};
     use hickory_proto::rr::rdata::{A, NS, NULL, SOA};
-    use hickory_proto::rr::Name;
 
     fn a(name: &str, ip: [u8; 4]) -> Record {
         record(name, 300, RData::A(A(std::net::Ipv4Addr::from(ip))))
@@ -188,11 +186,35 @@ mod tests {
         };
         let mut cases = vec![
             case("answer", ResponseCode::NoError, &answer, &nss, true),
-            case("answer, no authority", ResponseCode::NoError, &answer, &[], true),
+            case(
+                "answer, no authority",
+                ResponseCode::NoError,
+                &answer,
+                &[],
+                true,
+            ),
             case("referral", ResponseCode::NoError, &[], &nss, false),
-            case("nodata", ResponseCode::NoError, &[], &[soa("example.com.")], false),
-            case("nxdomain", ResponseCode::NXDomain, &[], &[soa("example.com.")], false),
-            case("refused with records", ResponseCode::Refused, &answer, &nss, false),
+            case(
+                "nodata",
+                ResponseCode::NoError,
+                &[],
+                &[soa("example.com.")],
+                false,
+            ),
+            case(
+                "nxdomain",
+                ResponseCode::NXDomain,
+                &[],
+                &[soa("example.com.")],
+                false,
+            ),
+            case(
+                "refused with records",
+                ResponseCode::Refused,
+                &answer,
+                &nss,
+                false,
+            ),
             case("servfail", ResponseCode::ServFail, &[], &[], false),
             // NOERROR with nothing at all in answer or authority is still "NoError".
             case("empty noerror", ResponseCode::NoError, &[], &[], true),
@@ -241,7 +263,11 @@ mod tests {
                 stub.edns = Some(e);
             }
             let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(stub)];
-            let m = message(run(&Minimal, &ask("example.com.", RecordType::A).request(), &rest));
+            let m = message(run(
+                &Minimal,
+                &ask("example.com.", RecordType::A).request(),
+                &rest,
+            ));
             assert_eq!(m.metadata.response_code, c.rcode, "{}", c.what);
             assert_eq!(show(&m.answers), show(&c.answer), "{}", c.what);
             let (authority, additional) = if c.stripped {
@@ -260,15 +286,19 @@ mod tests {
         stub.answers = vec![a("example.com.", [192, 0, 2, 1])];
         stub.additionals = vec![a("ns.example.com.", [192, 0, 2, 2])];
         let mut e = Edns::new();
-        e.options_mut()
-            .insert(EdnsOption::NSID(NSIDPayload::new(b"c0ffee".to_vec()).unwrap()));
+        e.options_mut().insert(EdnsOption::NSID(
+            NSIDPayload::new(b"c0ffee".to_vec()).unwrap(),
+        ));
         stub.edns = Some(e);
         let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(stub)];
         let req = ask("example.com.", RecordType::A).edns(1232).request();
         let m = message(run(&Minimal, &req, &rest));
         assert!(m.additionals.is_empty());
         let opt = m.edns.expect("OPT kept");
-        assert!(opt.option(hickory_proto::rr::rdata::opt::EdnsCode::NSID).is_some());
+        assert!(
+            opt.option(hickory_proto::rr::rdata::opt::EdnsCode::NSID)
+                .is_some()
+        );
 
         // A failure the server will answer passes through untouched.
         let rest: Vec<Arc<dyn Plugin>> = vec![];
@@ -283,7 +313,11 @@ mod tests {
         stub.additionals = vec![a("ns.example.com.", [192, 0, 2, 2])];
         let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(stub)];
         for qtype in [RecordType::AXFR, RecordType::IXFR] {
-            let m = message(run(&Minimal, &ask("example.com.", qtype).tcp().request(), &rest));
+            let m = message(run(
+                &Minimal,
+                &ask("example.com.", qtype).tcp().request(),
+                &rest,
+            ));
             assert_eq!(m.additionals.len(), 1, "{qtype}");
         }
     }

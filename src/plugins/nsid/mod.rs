@@ -92,22 +92,47 @@ mod tests {
     fn adds_nsid_only_when_asked() {
         let host = crate::plugins::chaos::hostname().into_bytes();
         let mut upstream_edns = Edns::new();
-        upstream_edns
-            .options_mut()
-            .insert(EdnsOption::NSID(NSIDPayload::new(b"upstream".to_vec()).unwrap()));
+        upstream_edns.options_mut().insert(EdnsOption::NSID(
+            NSIDPayload::new(b"upstream".to_vec()).unwrap(),
+        ));
         let with_nsid = {
             let mut a = Answer::new(ResponseCode::NoError);
             a.edns = Some(upstream_edns);
             a
         };
         for (line, q, stub, want) in [
-            ("nsid", ask("example.org.", RecordType::A).nsid(), Answer::new(ResponseCode::NoError), vec![host.clone()]),
-            ("nsid ferro dns 1", ask("example.org.", RecordType::A).edns(1232).nsid(), Answer::new(ResponseCode::NXDomain), vec![b"ferro dns 1".to_vec()]),
+            (
+                "nsid",
+                ask("example.org.", RecordType::A).nsid(),
+                Answer::new(ResponseCode::NoError),
+                vec![host.clone()],
+            ),
+            (
+                "nsid ferro dns 1",
+                ask("example.org.", RecordType::A).edns(1232).nsid(),
+                Answer::new(ResponseCode::NXDomain),
+                vec![b"ferro dns 1".to_vec()],
+            ),
             // An NSID already in the answer (from an upstream) is replaced, not duplicated.
-            ("nsid me", ask("example.org.", RecordType::A).nsid().tcp(), with_nsid, vec![b"me".to_vec()]),
+            (
+                "nsid me",
+                ask("example.org.", RecordType::A).nsid().tcp(),
+                with_nsid,
+                vec![b"me".to_vec()],
+            ),
             // Not asked: nothing added, not even an OPT record.
-            ("nsid me", ask("example.org.", RecordType::A), Answer::new(ResponseCode::NoError), vec![]),
-            ("nsid me", ask("example.org.", RecordType::A).edns(4096), Answer::new(ResponseCode::NoError), vec![]),
+            (
+                "nsid me",
+                ask("example.org.", RecordType::A),
+                Answer::new(ResponseCode::NoError),
+                vec![],
+            ),
+            (
+                "nsid me",
+                ask("example.org.", RecordType::A).edns(4096),
+                Answer::new(ResponseCode::NoError),
+                vec![],
+            ),
         ] {
             let built = testkit::setup(setup, "nsid", &format!(". {{\n {line}\n}}\n")).unwrap();
             let plugin = built.handler.unwrap();

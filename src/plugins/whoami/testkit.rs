@@ -78,8 +78,10 @@ pub fn ask(name: &str, qtype: RecordType) -> Ask {
     let mut msg = Message::query();
     msg.metadata.id = 4242;
     msg.metadata.recursion_desired = true;
-    msg.queries
-        .push(Query::query(Name::from_ascii(name).expect("test name"), qtype));
+    msg.queries.push(Query::query(
+        Name::from_ascii(name).expect("test name"),
+        qtype,
+    ));
     Ask {
         msg,
         src: "127.0.0.1:53000".parse().expect("addr"),
@@ -112,8 +114,9 @@ impl Ask {
     /// Ask for the server's NSID (RFC 5001: an empty NSID option).
     pub fn nsid(mut self) -> Self {
         let e = self.msg.edns.get_or_insert_with(Edns::new);
-        e.options_mut()
-            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).expect("empty")));
+        e.options_mut().insert(EdnsOption::NSID(
+            NSIDPayload::new(Vec::new()).expect("empty"),
+        ));
         self
     }
 
@@ -208,7 +211,9 @@ pub fn run(plugin: &dyn Plugin, req: &Request, rest: &[Arc<dyn Plugin>]) -> Outc
 pub fn message(outcome: Outcome) -> Message {
     match outcome {
         Ok(resp) => resp.into_message(),
-        Err(Failure { rcode, reply, .. }) => panic!("expected an answer, got {rcode} (reply {reply})"),
+        Err(Failure { rcode, reply, .. }) => {
+            panic!("expected an answer, got {rcode} (reply {reply})")
+        }
     }
 }
 
