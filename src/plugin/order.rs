@@ -75,6 +75,14 @@ pub const ORDER: &[&str] = &[
 /// The setup function of an implemented plugin.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
+        "acl" => plugins::acl::setup,
+        "any" => plugins::any::setup,
+        "bufsize" => plugins::bufsize::setup,
+        "chaos" => plugins::chaos::setup,
+        "local" => plugins::local::setup,
+        "minimal" => plugins::minimal::setup,
+        "nsid" => plugins::nsid::setup,
+        "root" => plugins::root::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

@@ -331,4 +331,36 @@ pub fn run_to_exit(corefile: &str, files: &[(&str, &str)]) -> Failed {
         port,
         dir,
     }
+/// Like [`udp_exchange`], from a chosen local address (`127.0.0.2:0`, `[::1]:0`): loopback has
+/// every 127/8 address, so tests can play several clients.
+pub fn udp_exchange_from(local: &str, addr: SocketAddr, m: &Message) -> Option<Message> {
+    let sock = UdpSocket::bind(local).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..n]).ok()
+}
+
+/// Like [`tcp_exchange`], from a chosen local address; `None` when no answer comes within
+/// `wait`.
+pub fn tcp_exchange_from(
+    local: SocketAddr,
+    addr: SocketAddr,
+    m: &Message,
+    wait: Duration,
+) -> Option<Message> {
+    let domain = if local.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).ok()?;
+    sock.bind(&local.into()).ok()?;
+    sock.connect(&addr.into()).ok()?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(wait)).unwrap();
+    write_frame(&mut s, &m.to_vec().unwrap());
+    let raw = read_frame(&mut s)?;
+    Message::from_vec(&raw).ok()
 }
