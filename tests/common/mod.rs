@@ -331,6 +331,8 @@ pub fn run_to_exit(corefile: &str, files: &[(&str, &str)]) -> Failed {
         port,
         dir,
     }
+}
+
 /// Like [`udp_exchange`], from a chosen local address (`127.0.0.2:0`, `[::1]:0`): loopback has
 /// every 127/8 address, so tests can play several clients.
 pub fn udp_exchange_from(local: &str, addr: SocketAddr, m: &Message) -> Option<Message> {
