@@ -75,6 +75,11 @@ pub const ORDER: &[&str] = &[
 /// The setup function of an implemented plugin.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
+        "errors" => plugins::errors::setup,
+        "health" => plugins::health::setup,
+        "log" => plugins::log::setup,
+        "prometheus" => plugins::prometheus::setup,
+        "ready" => plugins::ready::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })
