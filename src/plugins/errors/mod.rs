@@ -134,34 +134,36 @@ impl Errors {
         crate::log::write_line(level.tag(), msg);
     }
 
-    /// Log `failure` for `req` as CoreDNS does: `RCODE QNAME QTYPE: ERROR`, the rcode as a
-    /// number, or count it towards the first consolidation pattern it matches.
     fn report(&self, req: &Request, failure: &Failure) {
-        let Some(error) = &failure.error else {
-            return;
-        };
+        if let Some((level, line)) = self.decide(req, failure) {
+            self.emit(level, format_args!("{line}"));
+        }
+    }
+
+    /// What to print for `failure`, CoreDNS's `RCODE QNAME QTYPE: ERROR` with the rcode as a
+    /// number, or nothing when it only counts towards the first consolidation pattern it
+    /// matches.
+    fn decide(&self, req: &Request, failure: &Failure) -> Option<(Level, String)> {
+        let error = failure.error.as_ref()?;
         let text = error.to_string();
         let mut level = Level::Error;
         if let Some(p) = self.patterns.iter().find(|p| p.regex.is_match(&text)) {
-            if p.count.fetch_add(1, Ordering::Relaxed) == 0 {
-                self.start_period(p);
-                if !p.show_first {
-                    return;
-                }
-                level = p.level;
-            } else {
-                return;
+            if p.count.fetch_add(1, Ordering::Relaxed) != 0 {
+                return None;
             }
+            self.start_period(p);
+            if !p.show_first {
+                return None;
+            }
+            level = p.level;
         }
-        self.emit(
-            level,
-            format_args!(
-                "plugin/errors: {} {} {}: {text}",
-                u16::from(failure.rcode),
-                req.name(),
-                type_name(req.qtype())
-            ),
+        let line = format!(
+            "plugin/errors: {} {} {}: {text}",
+            u16::from(failure.rcode),
+            req.name(),
+            type_name(req.qtype())
         );
+        Some((level, line))
     }
 
     /// The first match of a period: print the summary when the period is over.
@@ -186,21 +188,26 @@ impl Errors {
 /// `N errors like 'REGEXP' occurred in last DURATION`, at the pattern's level. With
 /// `show_first` a lone error was already printed, so it gets no summary.
 fn summarize(p: &Pattern, debug: bool) {
+    if p.level == Level::Debug && !debug {
+        p.count.store(0, Ordering::Relaxed);
+        return;
+    }
+    if let Some(line) = summary(p) {
+        crate::log::write_line(p.level.tag(), format_args!("{line}"));
+    }
+}
+
+/// Take the period's count and word it; `None` when there is nothing to add.
+fn summary(p: &Pattern) -> Option<String> {
     let n = p.count.swap(0, Ordering::Relaxed);
     if n == 0 || (n == 1 && p.show_first) {
-        return;
+        return None;
     }
-    if p.level == Level::Debug && !debug {
-        return;
-    }
-    crate::log::write_line(
-        p.level.tag(),
-        format_args!(
-            "plugin/errors: {n} errors like '{}' occurred in last {}",
-            p.regex.as_str(),
-            go_duration_string(p.period)
-        ),
-    );
+    Some(format!(
+        "plugin/errors: {n} errors like '{}' occurred in last {}",
+        p.regex.as_str(),
+        go_duration_string(p.period)
+    ))
 }
 
 impl Plugin for Errors {

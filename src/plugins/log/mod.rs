@@ -11,6 +11,7 @@ use hickory_proto::op::{Message, MessageType, Metadata, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+use crate::corefile::Directive;
 use crate::dnsname::{fqdn_lower, is_subdomain};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
@@ -123,8 +124,14 @@ pub struct Log {
 }
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
+    let rules = parse(&c.directives)?;
+    Ok(Some(Arc::new(Log { rules })))
+}
+
+/// Every `log` line of the block, in order; a line naming several zones makes a rule each.
+fn parse(directives: &[&Directive]) -> Result<Vec<Rule>, SetupError> {
     let mut rules = Vec::new();
-    for d in &c.directives {
+    for d in directives {
         let mut args = d.arg_strs();
         let mut format = COMMON.to_string();
         if args.len() >= 2 && args[args.len() - 1].contains('{') {
@@ -189,7 +196,7 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
             });
         }
     }
-    Ok(Some(Arc::new(Log { rules })))
+    Ok(rules)
 }
 
 impl Plugin for Log {

@@ -513,4 +513,4 @@ impl QueryRecorder for Recorder {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
