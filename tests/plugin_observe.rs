@@ -218,8 +218,7 @@ fn log_writes_the_common_log_format() {
         .unwrap_or_else(|| panic!("no log line:\n{out}"));
     // [INFO] 127.0.0.1:PORT - ID "A IN example.org. udp SIZE false 512" NOERROR qr,aa,rd RSIZE DURs
     let size = q.to_vec().unwrap().len();
-    let prefix = format!("[INFO] 127.0.0.1:");
-    assert!(line.starts_with(&prefix), "{line}");
+    assert!(line.starts_with("[INFO] 127.0.0.1:"), "{line}");
     let rest = line.split_once(" - ").unwrap().1;
     let want = format!("{id} \"A IN example.org. udp {size} false 512\" NOERROR qr,aa,rd ");
     assert!(rest.starts_with(&want), "{line}");
