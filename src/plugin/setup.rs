@@ -84,6 +84,18 @@ pub struct BlockConfig {
     pub allow_chaos: bool,
     /// `debug` is loaded.
     pub debug: bool,
+    /// Plugins told about the block's finished chain (`prometheus`, `ready`).
+    pub observers: Vec<Observer>,
+}
+
+/// A [`BlockObserver`](crate::server::dispatch::BlockObserver) kept in a [`BlockConfig`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn crate::server::dispatch::BlockObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Default for BlockConfig {
@@ -94,6 +106,7 @@ impl Default for BlockConfig {
             root: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             allow_chaos: false,
             debug: false,
+            observers: Vec::new(),
         }
     }
 }

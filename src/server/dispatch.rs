@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
@@ -22,6 +23,36 @@ pub struct BlockServer {
     /// `dns://:53`-style label of the listener.
     pub server: Arc<str>,
     pub allow_chaos: bool,
+    /// Per-query metrics (`prometheus`), told about every answer once it is encoded.
+    pub recorder: Option<Arc<dyn QueryRecorder>>,
+}
+
+/// A plugin that wants to know each block's finished chain (`prometheus`, `ready`), set in
+/// [`crate::plugin::setup::BlockConfig::observers`] at setup.
+pub trait BlockObserver: Send + Sync {
+    /// The block's chain, as served on `server` (`dns://:53`) for `zone`; called for every key
+    /// and listen address. A returned recorder sees every query this block answers there.
+    fn attach(&self, server: &str, zone: &str, chain: &Chain) -> Option<Arc<dyn QueryRecorder>>;
+
+    /// A recorder for queries `server` refuses before any block sees them (CoreDNS counts
+    /// those under the zone "dropped").
+    fn attach_listener(&self, _server: &str) -> Option<Arc<dyn QueryRecorder>> {
+        None
+    }
+}
+
+/// Told about each answered query after its final encode, so the size is the one sent.
+pub trait QueryRecorder: Send + Sync {
+    /// `rcode` and `plugin` as the chain answered (`plugin` is empty when the server wrote a
+    /// failure's reply), `size` the bytes sent (0 when nothing was sent).
+    fn record(
+        &self,
+        req: &Request,
+        rcode: ResponseCode,
+        plugin: &'static str,
+        size: usize,
+        start: Instant,
+    );
 }
 
 struct ZoneEntry {
@@ -35,6 +66,8 @@ struct ZoneEntry {
 #[derive(Default)]
 pub struct ZoneTable {
     entries: Vec<ZoneEntry>,
+    /// Records the queries this listener refuses because no zone (or class) matched.
+    pub dropped: Option<Arc<dyn QueryRecorder>>,
 }
 
 impl ZoneTable {
@@ -174,21 +207,41 @@ pub fn prepare(
         return Prepared::Reply(encode(&m));
     }
     let Some(block) = table.lookup(req.name(), req.qtype()) else {
-        return Prepared::Reply(error_reply(&req, ResponseCode::Refused));
+        return Prepared::Reply(refuse(table, &req));
     };
     if req.qclass() != DNSClass::IN && !block.allow_chaos {
-        return Prepared::Reply(error_reply(&req, ResponseCode::Refused));
+        return Prepared::Reply(refuse(table, &req));
     }
     req.zone = block.zone.clone();
     req.server = block.server.clone();
     Prepared::Serve(block.clone(), Box::new(req))
 }
 
+/// REFUSED before any block, counted as CoreDNS's `errorAndMetricsFunc` counts it.
+fn refuse(table: &ZoneTable, req: &Request) -> Vec<u8> {
+    let bytes = error_reply(req, ResponseCode::Refused);
+    if let Some(r) = &table.dropped {
+        r.record(req, ResponseCode::Refused, "", bytes.len(), Instant::now());
+    }
+    bytes
+}
+
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
 /// listener can poll it once in place and only spawn it when it really waits.
 pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
+    let Some(recorder) = &block.recorder else {
+        let outcome = block.chain.serve(&req).await;
+        return finish(&req, outcome);
+    };
+    let start = Instant::now();
     let outcome = block.chain.serve(&req).await;
-    finish(&req, outcome)
+    let (rcode, plugin) = match &outcome {
+        Ok(resp) => (resp.rcode(), resp.plugin),
+        Err(f) => (f.rcode, ""),
+    };
+    let bytes = finish(&req, outcome);
+    recorder.record(&req, rcode, plugin, bytes.len(), start);
+    bytes
 }
 
 /// Turn a chain outcome into the bytes to send; empty when nothing must be sent.

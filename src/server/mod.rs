@@ -124,14 +124,23 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                         table: Arc::new(ZoneTable::default()),
                         keys: Vec::new(),
                     });
+                let observers = &cfg.observers;
+                let recorder = observers.iter().fold(None, |r, o| {
+                    let attached = o.0.attach(&label, &key.zone, &chain);
+                    r.or(attached)
+                });
                 let server = Arc::new(BlockServer {
                     chain: chain.clone(),
                     zone: Arc::from(key.zone.as_str()),
                     server: Arc::from(label.as_str()),
                     allow_chaos: cfg.allow_chaos,
+                    recorder,
                 });
                 let table =
                     Arc::get_mut(&mut listener.table).expect("tables are shared only after build");
+                if table.dropped.is_none() {
+                    table.dropped = observers.iter().find_map(|o| o.0.attach_listener(&label));
+                }
                 if !table.insert(key.zone.clone(), key.network, server) {
                     return Err(Error::at(
                         &block.loc,

@@ -1,0 +1,516 @@
+//! `prometheus`: CoreDNS's query metrics and the `/metrics` endpoint. See README.md.
+//!
+//! The plugin has no handler in the chain. CoreDNS's handler wraps the rest of the chain to see
+//! the answer's size, but the size is only known once the server has encoded (and maybe
+//! truncated) the answer, so ferrodns records a query after that final encode through the
+//! block's [`QueryRecorder`]: one recorder per block and listener, holding its label values and
+//! the counter handles it has already resolved, so a query costs atomic adds, not label lookups.
+
+pub mod histogram;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult};
+use crate::plugin::{Chain, Proto, Request};
+use crate::server::dispatch::{BlockObserver, QueryRecorder};
+use histogram::Histogram;
+
+/// Where metrics are served when no address is given.
+const DEFAULT_ADDR: &str = "localhost:9153";
+
+/// CoreDNS's `plugin.TimeBuckets`: 0.25 ms doubling up to 8.192 s.
+pub static TIME_BUCKETS: [f64; 16] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
+    2.048, 4.096, 8.192,
+];
+
+/// The request and response size buckets of CoreDNS's `vars` package.
+pub static SIZE_BUCKETS: [f64; 14] = [
+    0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 8291.0, 16e3, 32e3, 48e3, 64e3,
+];
+
+/// The query types CoreDNS labels by name (`vars/monitor.go`); every other type is "other".
+const MONITORED_TYPES: [RecordType; 18] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::DNSKEY,
+    RecordType::DS,
+    RecordType::MX,
+    RecordType::NSEC3,
+    RecordType::NSEC,
+    RecordType::NS,
+    RecordType::PTR,
+    RecordType::RRSIG,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::TXT,
+    RecordType::HTTPS,
+    RecordType::IXFR,
+    RecordType::AXFR,
+    RecordType::ANY,
+];
+
+/// The `type` label: the type's name when CoreDNS monitors it, otherwise "other".
+pub fn type_label(qtype: RecordType) -> &'static str {
+    match type_index(qtype) {
+        Some(i) => MONITORED_TYPES[i].into(),
+        None => "other",
+    }
+}
+
+fn type_index(qtype: RecordType) -> Option<usize> {
+    MONITORED_TYPES.iter().position(|t| *t == qtype)
+}
+
+/// An rcode as CoreDNS names it (miekg/dns `RcodeToString`, else `RCODE<n>`). 16 is BADSIG
+/// there, not BADVERS: the two share a value and miekg's table keeps BADSIG.
+pub fn rcode_name(rcode: u16) -> std::borrow::Cow<'static, str> {
+    let name = match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        16 => "BADSIG",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
+        n => return format!("RCODE{n}").into(),
+    };
+    name.into()
+}
+
+// Label sets, with fields in alphabetical order: Go's client writes labels sorted by name, so
+// the exposition reads the same as CoreDNS's.
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    goversion: String,
+    revision: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnabledLabels {
+    name: String,
+    server: String,
+    view: String,
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    family: String,
+    proto: String,
+    server: String,
+    r#type: String,
+    view: String,
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ZoneLabels {
+    server: String,
+    view: String,
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtoLabels {
+    proto: String,
+    server: String,
+    view: String,
+    zone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RcodeLabels {
+    plugin: String,
+    rcode: String,
+    server: String,
+    view: String,
+    zone: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn time_histogram() -> Histogram {
+    Histogram::new(&TIME_BUCKETS)
+}
+
+fn size_histogram() -> Histogram {
+    Histogram::new(&SIZE_BUCKETS)
+}
+
+/// CoreDNS's core metrics, registered once per process (see [`crate::metrics`]).
+#[derive(Clone)]
+pub struct DnsMetrics {
+    plugin_enabled: Family<EnabledLabels, Gauge>,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily<ZoneLabels>,
+    request_size: HistogramFamily<ProtoLabels>,
+    response_size: HistogramFamily<ProtoLabels>,
+    do_requests: Family<ZoneLabels, Counter>,
+    responses: Family<RcodeLabels, Counter>,
+}
+
+/// prometheus-client appends the final period of a help text itself; CoreDNS's texts have one.
+fn help(text: &str) -> &str {
+    text.strip_suffix('.').unwrap_or(text)
+}
+
+impl DnsMetrics {
+    pub fn register(reg: &mut Registry) -> Self {
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                goversion: "rust".into(),
+                revision: String::new(),
+                version: crate::VERSION.into(),
+            })
+            .set(1);
+        reg.register(
+            "coredns_build_info",
+            help(
+                "A metric with a constant '1' value labeled by version, revision, and goversion from which CoreDNS was built.",
+            ),
+            build_info,
+        );
+        reg.register(
+            "coredns_panics",
+            help("A metrics that counts the number of panics."),
+            Counter::<u64>::default(),
+        );
+        let m = DnsMetrics {
+            plugin_enabled: Family::default(),
+            requests: Family::default(),
+            duration: Family::new_with_constructor(time_histogram),
+            request_size: Family::new_with_constructor(size_histogram),
+            response_size: Family::new_with_constructor(size_histogram),
+            do_requests: Family::default(),
+            responses: Family::default(),
+        };
+        reg.register(
+            "coredns_plugin_enabled",
+            help(
+                "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            ),
+            m.plugin_enabled.clone(),
+        );
+        reg.register(
+            "coredns_dns_requests",
+            help("Counter of DNS requests made per zone, protocol and family."),
+            m.requests.clone(),
+        );
+        reg.register(
+            "coredns_dns_request_duration_seconds",
+            help("Histogram of the time (in seconds) each request took per zone."),
+            m.duration.clone(),
+        );
+        reg.register(
+            "coredns_dns_request_size_bytes",
+            help("Size of the EDNS0 UDP buffer in bytes (64K for TCP) per zone and protocol."),
+            m.request_size.clone(),
+        );
+        reg.register(
+            "coredns_dns_do_requests",
+            help("Counter of DNS requests with DO bit set per zone."),
+            m.do_requests.clone(),
+        );
+        reg.register(
+            "coredns_dns_response_size_bytes",
+            help("Size of the returned response in bytes."),
+            m.response_size.clone(),
+        );
+        reg.register(
+            "coredns_dns_responses",
+            help("Counter of response status codes."),
+            m.responses.clone(),
+        );
+        m
+    }
+}
+
+/// Turn `host:port` into the address to listen on, as Go's `net.Listen` would: an empty host
+/// is every address, a name is resolved (first IPv4 address preferred, as Go does for
+/// `localhost`). Errors read as Go's `net.SplitHostPort` errors.
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(text)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("listen tcp: address {text}: invalid port"))?;
+    if host.is_empty() {
+        return Ok(SocketAddr::new(
+            std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            port,
+        ));
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("listen tcp: lookup {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen tcp: lookup {host}: no such host"))
+}
+
+/// Go's `net.SplitHostPort`.
+fn split_host_port(text: &str) -> Result<(&str, &str), String> {
+    let err = |why: &str| format!("address {text}: {why}");
+    let Some(colon) = text.rfind(':') else {
+        return Err(err("missing port in address"));
+    };
+    let (host, port) = (&text[..colon], &text[colon + 1..]);
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(err("missing ']' in address"));
+        };
+        return Ok((inner, port));
+    }
+    if host.contains(':') {
+        return Err(err("too many colons in address"));
+    }
+    if host.contains('[') || host.contains(']') || port.contains(']') {
+        return Err(err("unexpected '[' in address"));
+    }
+    Ok((host, port))
+}
+
+pub fn setup(c: &mut Setup<'_>) -> SetupResult {
+    let d = c.once()?;
+    let text = match d.args.as_slice() {
+        [] => DEFAULT_ADDR.to_string(),
+        [addr] => addr.text.clone(),
+        _ => return Err(d.arg_err()),
+    };
+    split_host_port(&text).map_err(|msg| crate::plugin::SetupError { loc: None, msg })?;
+    if let Some(line) = d.block.first() {
+        return Err(match line.name.as_str() {
+            // CoreDNS 1.14 can serve metrics over TLS; this build cannot, and says so rather
+            // than serving them in the clear.
+            "tls" => line.err("tls for metrics is not supported by this build"),
+            other => line.err(format!("unknown option: {other}")),
+        });
+    }
+    let addr = listen_addr(&text).map_err(|msg| d.err(msg))?;
+
+    let metrics = c.shared.metrics.family(DnsMetrics::register);
+    let registry = c.shared.metrics.clone();
+    c.shared.add_http(
+        addr,
+        "/metrics",
+        Arc::new(move || HttpReply {
+            status: 200,
+            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body: registry.encode(),
+        }),
+    );
+    c.block
+        .observers
+        .push(Observer(Arc::new(PrometheusObserver { metrics })));
+    Ok(None)
+}
+
+struct PrometheusObserver {
+    metrics: DnsMetrics,
+}
+
+impl BlockObserver for PrometheusObserver {
+    fn attach(&self, server: &str, zone: &str, chain: &Chain) -> Option<Arc<dyn QueryRecorder>> {
+        // CoreDNS lists the block's handlers; `prometheus` is one there, so name it too.
+        let mut names = chain.names();
+        if !names.contains(&"prometheus") {
+            names.push("prometheus");
+        }
+        for name in &names {
+            self.metrics
+                .plugin_enabled
+                .get_or_create(&EnabledLabels {
+                    name: (*name).into(),
+                    server: server.into(),
+                    view: String::new(),
+                    zone: zone.into(),
+                })
+                .set(1);
+        }
+        Some(Arc::new(Recorder::new(
+            self.metrics.clone(),
+            server,
+            zone,
+            chain.names(),
+        )))
+    }
+
+    fn attach_listener(&self, server: &str) -> Option<Arc<dyn QueryRecorder>> {
+        Some(Arc::new(Recorder::new(
+            self.metrics.clone(),
+            server,
+            "dropped",
+            Vec::new(),
+        )))
+    }
+}
+
+/// Rcodes that get a resolved handle per plugin (0..=23 covers every named rcode).
+const RCODES: usize = 24;
+
+/// The metrics of one block on one listener, with handles resolved on first use.
+pub struct Recorder {
+    metrics: DnsMetrics,
+    server: String,
+    zone: String,
+    /// The chain's plugin names; `responses` handles are resolved per name and rcode, with
+    /// the empty name (a reply the server wrote) last.
+    plugins: Vec<&'static str>,
+    /// [proto][family][type index, "other" last]
+    requests: [[[OnceLock<Counter>; MONITORED_TYPES.len() + 1]; 2]; 2],
+    duration: OnceLock<Histogram>,
+    do_requests: OnceLock<Counter>,
+    request_size: [OnceLock<Histogram>; 2],
+    response_size: [OnceLock<Histogram>; 2],
+    responses: Box<[OnceLock<Counter>]>,
+}
+
+impl Recorder {
+    fn new(metrics: DnsMetrics, server: &str, zone: &str, mut plugins: Vec<&'static str>) -> Self {
+        plugins.push("");
+        let responses = (0..plugins.len() * RCODES)
+            .map(|_| OnceLock::new())
+            .collect();
+        Recorder {
+            metrics,
+            server: server.into(),
+            zone: zone.into(),
+            plugins,
+            requests: Default::default(),
+            duration: OnceLock::new(),
+            do_requests: OnceLock::new(),
+            request_size: Default::default(),
+            response_size: Default::default(),
+            responses,
+        }
+    }
+
+    fn zone_labels(&self) -> ZoneLabels {
+        ZoneLabels {
+            server: self.server.clone(),
+            view: String::new(),
+            zone: self.zone.clone(),
+        }
+    }
+
+    fn proto_labels(&self, proto: Proto) -> ProtoLabels {
+        ProtoLabels {
+            proto: proto.as_str().into(),
+            server: self.server.clone(),
+            view: String::new(),
+            zone: self.zone.clone(),
+        }
+    }
+
+    fn response_counter(&self, rcode: u16, plugin: &'static str) -> Counter {
+        let make = || {
+            self.metrics.responses.get_or_create_owned(&RcodeLabels {
+                plugin: plugin.into(),
+                rcode: rcode_name(rcode).into_owned(),
+                server: self.server.clone(),
+                view: String::new(),
+                zone: self.zone.clone(),
+            })
+        };
+        let slot = self
+            .plugins
+            .iter()
+            .position(|p| std::ptr::eq(*p, plugin) || *p == plugin);
+        match slot {
+            Some(i) if (rcode as usize) < RCODES => self.responses[i * RCODES + rcode as usize]
+                .get_or_init(make)
+                .clone(),
+            _ => make(),
+        }
+    }
+}
+
+impl QueryRecorder for Recorder {
+    fn record(
+        &self,
+        req: &Request,
+        rcode: ResponseCode,
+        plugin: &'static str,
+        size: usize,
+        start: Instant,
+    ) {
+        let m = &self.metrics;
+        let proto = match req.proto {
+            Proto::Udp => 0,
+            Proto::Tcp => 1,
+        };
+        let family = usize::from(req.family() == 2);
+        if req.do_bit() {
+            self.do_requests
+                .get_or_init(|| m.do_requests.get_or_create_owned(&self.zone_labels()))
+                .inc();
+        }
+        let qtype = req.qtype();
+        let t = type_index(qtype).unwrap_or(MONITORED_TYPES.len());
+        self.requests[proto][family][t]
+            .get_or_init(|| {
+                m.requests.get_or_create_owned(&RequestLabels {
+                    family: if family == 1 { "2" } else { "1" }.into(),
+                    proto: req.proto.as_str().into(),
+                    server: self.server.clone(),
+                    r#type: type_label(qtype).into(),
+                    view: String::new(),
+                    zone: self.zone.clone(),
+                })
+            })
+            .inc();
+        self.duration
+            .get_or_init(|| m.duration.get_or_create_owned(&self.zone_labels()))
+            .observe(start.elapsed().as_secs_f64());
+        self.response_size[proto]
+            .get_or_init(|| {
+                m.response_size
+                    .get_or_create_owned(&self.proto_labels(req.proto))
+            })
+            .observe(size as f64);
+        self.request_size[proto]
+            .get_or_init(|| {
+                m.request_size
+                    .get_or_create_owned(&self.proto_labels(req.proto))
+            })
+            .observe(req.wire_len as f64);
+        self.response_counter(u16::from(rcode), plugin).inc();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
