@@ -39,7 +39,11 @@ fn round_robin_puts_other_types_before_addresses() {
         for _ in 0..5 {
             for m in both(&s, "example.org.", RecordType::A) {
                 assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-                assert_eq!(additional_types(&m), [RecordType::SRV, RecordType::A], "{policy}");
+                assert_eq!(
+                    additional_types(&m),
+                    [RecordType::SRV, RecordType::A],
+                    "{policy}"
+                );
             }
         }
     }
@@ -47,7 +51,9 @@ fn round_robin_puts_other_types_before_addresses() {
 
 #[test]
 fn prefer_puts_addresses_first() {
-    let s = Server::start(".:PORT {\n    loadbalance round_robin {\n        prefer 127.0.0.0/8\n    }\n    whoami\n}\n");
+    let s = Server::start(
+        ".:PORT {\n    loadbalance round_robin {\n        prefer 127.0.0.0/8\n    }\n    whoami\n}\n",
+    );
     for m in both(&s, "example.org.", RecordType::A) {
         assert_eq!(additional_types(&m), [RecordType::A, RecordType::SRV]);
     }
@@ -116,7 +122,10 @@ fn weight_file_is_reread_and_may_appear_later() {
     assert!(s.stdout_text().contains(&bad), "{}", s.stdout_text());
     std::thread::sleep(Duration::from_millis(2200));
     assert_eq!(s.stdout_text().matches(&bad).count(), 1);
-    assert_eq!(s.udp("example.org.", RecordType::A).metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        s.udp("example.org.", RecordType::A).metadata.response_code,
+        ResponseCode::NoError
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -145,7 +154,10 @@ fn start_fails(corefile: &str) -> (Option<i32>, String) {
 #[test]
 fn bad_configurations_stop_start_up() {
     let table = [
-        (".:PORT {\n    loadbalance fleeb\n}\n", "plugin/loadbalance: unknown policy: fleeb"),
+        (
+            ".:PORT {\n    loadbalance fleeb\n}\n",
+            "plugin/loadbalance: unknown policy: fleeb",
+        ),
         (
             ".:PORT {\n    loadbalance weighted\n}\n",
             "Corefile:2 - Error during parsing: missing weight file argument",
@@ -167,7 +179,10 @@ fn bad_configurations_stop_start_up() {
         let (code, out) = start_fails(corefile);
         assert_eq!(code, Some(1), "{corefile}: {out}");
         assert!(out.contains(want), "{corefile}: {out}");
-        assert!(out.contains("[FATAL] plugin/loadbalance: "), "{corefile}: {out}");
+        assert!(
+            out.contains("[FATAL] plugin/loadbalance: "),
+            "{corefile}: {out}"
+        );
     }
 }
 
@@ -248,7 +263,11 @@ fn weighted_hosts_answers_follow_the_weights() {
     }
     let dir = temp_dir("lb-hosts-w");
     let wf = dir.join("weights");
-    std::fs::write(&wf, "a.example\n192.0.2.1 3\n192.0.2.2 1\n192.0.2.3 2\n10.0.0.1 2\n").unwrap();
+    std::fs::write(
+        &wf,
+        "a.example\n192.0.2.1 3\n192.0.2.2 1\n192.0.2.3 2\n10.0.0.1 2\n",
+    )
+    .unwrap();
     let s = Server::start(&format!(
         ".:PORT {{\n    loadbalance weighted {}\n{HOSTS}}}\n",
         wf.display()
@@ -260,7 +279,12 @@ fn weighted_hosts_answers_follow_the_weights() {
         *counts.entry(addresses(&m)[0].clone()).or_insert(0u32) += 1;
     }
     // Expected 3:1:2:2 of 800 = 300, 100, 200, 200.
-    for (ip, want) in [("192.0.2.1", 300), ("192.0.2.2", 100), ("192.0.2.3", 200), ("10.0.0.1", 200)] {
+    for (ip, want) in [
+        ("192.0.2.1", 300),
+        ("192.0.2.2", 100),
+        ("192.0.2.3", 200),
+        ("10.0.0.1", 200),
+    ] {
         let got = counts.get(ip).copied().unwrap_or(0) as i32;
         assert!((got - want).abs() < 80, "{counts:?}");
     }

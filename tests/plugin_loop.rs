@@ -13,7 +13,8 @@ use common::{Server, binary, free_port, temp_dir};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-const TROUBLESHOOTING: &str = "see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO ";
+const TROUBLESHOOTING: &str =
+    "see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO ";
 
 #[test]
 fn no_loop_keeps_serving() {
@@ -119,15 +120,28 @@ fn check_fatal(out: &str, to: &str, zone: &str) -> String {
         .lines()
         .find(|l| l.starts_with("[FATAL] plugin/loop: Loop ("))
         .unwrap_or_else(|| panic!("no fatal loop line in: {out}"));
-    let rest = line.strip_prefix("[FATAL] plugin/loop: Loop (127.0.0.1:").expect(line);
+    let rest = line
+        .strip_prefix("[FATAL] plugin/loop: Loop (127.0.0.1:")
+        .expect(line);
     let (client_port, rest) = rest.split_once(" -> ").expect(line);
     assert!(client_port.parse::<u16>().is_ok(), "{line}");
     let want = format!("{to}) detected for zone \"{zone}\", {TROUBLESHOOTING}");
-    let qname = rest.strip_prefix(&want).expect(line).strip_suffix('"').expect(line);
+    let qname = rest
+        .strip_prefix(&want)
+        .expect(line)
+        .strip_suffix('"')
+        .expect(line);
     let labels: Vec<&str> = qname.split('.').collect();
-    assert!(labels[0].parse::<u64>().is_ok() && labels[1].parse::<u64>().is_ok(), "{line}");
+    assert!(
+        labels[0].parse::<u64>().is_ok() && labels[1].parse::<u64>().is_ok(),
+        "{line}"
+    );
     let zone_part = if zone == "." { "" } else { zone };
-    assert_eq!(qname, format!("{}.{}.{zone_part}", labels[0], labels[1]), "{line}");
+    assert_eq!(
+        qname,
+        format!("{}.{}.{zone_part}", labels[0], labels[1]),
+        "{line}"
+    );
     qname.to_string()
 }
 
@@ -154,7 +168,12 @@ fn loop_in_a_zone_names_the_zone() {
     let mut p = Proc::start(&format!(
         "example.org:{port} {{\n    loop\n    forward . 127.0.0.1:{port}\n}}\n"
     ));
-    assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(1), "{}", p.output());
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "{}",
+        p.output()
+    );
     check_fatal(&p.output(), &format!(":{port}"), "example.org.");
 }
 
@@ -164,8 +183,12 @@ fn two_servers_forwarding_to_each_other() {
         return;
     }
     let (pa, pb) = (free_port(), free_port());
-    let mut a = Proc::start(&format!(".:{pa} {{\n    loop\n    forward . 127.0.0.1:{pb}\n}}\n"));
-    let mut b = Proc::start(&format!(".:{pb} {{\n    loop\n    forward . 127.0.0.1:{pa}\n}}\n"));
+    let mut a = Proc::start(&format!(
+        ".:{pa} {{\n    loop\n    forward . 127.0.0.1:{pb}\n}}\n"
+    ));
+    let mut b = Proc::start(&format!(
+        ".:{pb} {{\n    loop\n    forward . 127.0.0.1:{pa}\n}}\n"
+    ));
     // Each probe goes round A -> B -> A ...; at least one of the two sees its own probe a
     // third time and stops (the other may lose its peer first and see its probe answered).
     let code_a = a.wait_exit(Duration::from_secs(20));
