@@ -132,6 +132,9 @@ pub struct Shared {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// The longest `lameduck` any `health` asked for: how long to keep serving after SIGTERM.
     pub lameduck: Mutex<std::time::Duration>,
+    /// The port of keys that name none (`-dns.port`, default 53), set by the server before
+    /// setup runs: `loop` sends its probe to the block's own address.
+    pub dns_port: std::sync::atomic::AtomicU16,
 }
 
 impl Shared {
@@ -142,6 +145,7 @@ impl Shared {
             chains: RwLock::new(Vec::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             lameduck: Mutex::new(std::time::Duration::ZERO),
+            dns_port: std::sync::atomic::AtomicU16::new(53),
         })
     }
 

@@ -35,6 +35,9 @@ pub struct Instance {
 /// Build the plugins of every block. Nothing is bound yet, so an error leaves no trace.
 pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result<Instance, Error> {
     let mut listeners: BTreeMap<(u8, SocketAddr), Listener> = BTreeMap::new();
+    shared
+        .dns_port
+        .store(dns_port, std::sync::atomic::Ordering::Relaxed);
     let mut chains = Vec::new();
     for block in &corefile.blocks {
         let mut keys: Vec<ServerKey> = Vec::new();
