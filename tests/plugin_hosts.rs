@@ -230,3 +230,39 @@ fn dig_reads_the_answers() {
         );
     }
 }
+
+#[test]
+fn missing_file_is_reported_and_used_once_it_appears() {
+    let dir = temp_dir("hosts-missing");
+    let hosts = dir.join("later.hosts");
+    let srv = Server::start(&corefile(
+        &hosts,
+        "        192.0.2.50 inline.example.org\n        reload 100ms",
+    ));
+    let out = srv.wait_stdout("File does not exist");
+    let want = format!(
+        "[WARNING] plugin/hosts: File does not exist: {}",
+        hosts.display()
+    );
+    assert!(out.contains(&want), "{out}");
+    assert_eq!(
+        answers(&srv.udp("inline.example.org.", RecordType::A)),
+        ["inline.example.org. 3600 A 192.0.2.50"]
+    );
+
+    std::fs::write(&hosts, "192.0.2.51 late.example.org\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = srv.tcp("late.example.org.", RecordType::A);
+        if answers(&m) == ["late.example.org. 3600 A 192.0.2.51"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "file not picked up: {m:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The inline entries are still there.
+    assert_eq!(
+        answers(&srv.udp("inline.example.org.", RecordType::A)),
+        ["inline.example.org. 3600 A 192.0.2.50"]
+    );
+}

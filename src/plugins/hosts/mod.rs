@@ -306,7 +306,12 @@ impl Plugin for Hosts {
         let table = self.source.table.load();
         // CoreDNS answers with the lowercased question name as the owner.
         let owner = || req.qname().to_lowercase();
-        let found = table.lookup(name);
+        // A reverse question is answered from the address map only.
+        let found = if qtype == RecordType::PTR {
+            None
+        } else {
+            table.lookup(name)
+        };
         let answers: Vec<Record> = match qtype {
             RecordType::PTR => {
                 let targets = reverse_addr(name).and_then(|ip: IpAddr| table.reverse(&ip));
