@@ -306,6 +306,12 @@ impl Plugin for Hosts {
         let table = self.source.table.load();
         // CoreDNS answers with the lowercased question name as the owner.
         let owner = || req.qname().to_lowercase();
+        // No record takes fewer than 12 octets on the wire (a one-octet owner at the least,
+        // type, class, TTL and length, one octet of data), so records beyond this many could
+        // only be cut by truncation. Not building them bounds what a question costs when a
+        // block list maps 100,000 names to `0.0.0.0`; one extra record keeps such an answer
+        // over the limit, so the client still gets TC exactly as it would with all of them.
+        let most = req.size() / 12 + 1;
         // A reverse question is answered from the address map only.
         let found = if qtype == RecordType::PTR {
             None
@@ -322,6 +328,7 @@ impl Plugin for Hosts {
                 let owner = owner();
                 targets
                     .iter()
+                    .take(most)
                     .map(|t| {
                         Record::from_rdata(owner.clone(), self.ttl, RData::PTR(PTR(t.clone())))
                     })
@@ -331,6 +338,7 @@ impl Plugin for Hosts {
                 Some(a) if !a.v4.is_empty() => {
                     let owner = owner();
                     a.v4.iter()
+                        .take(most)
                         .map(|ip| Record::from_rdata(owner.clone(), self.ttl, RData::A(A(*ip))))
                         .collect()
                 }
@@ -340,6 +348,7 @@ impl Plugin for Hosts {
                 Some(a) if !a.v6.is_empty() => {
                     let owner = owner();
                     a.v6.iter()
+                        .take(most)
                         .map(|ip| {
                             Record::from_rdata(owner.clone(), self.ttl, RData::AAAA(AAAA(*ip)))
                         })

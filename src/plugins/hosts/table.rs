@@ -13,8 +13,8 @@
 //! exist with the other family" (CoreDNS's `otherRecordsExist`), which decides NODATA against
 //! NXDOMAIN.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
@@ -109,45 +109,54 @@ pub struct Table {
     ptr: HashMap<IpAddr, Box<[Name]>>,
 }
 
-/// Append `item` unless it is already there. CoreDNS answers the same address twice when it
-/// is listed twice (or in both the file and the Corefile); RFC 2181 §5 says an RRset has no
-/// duplicates, so ferrodns folds them at load time, where it costs queries nothing.
-fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
-    if !v.contains(&item) {
-        v.push(item);
-    }
-}
-
 impl Table {
     /// Merge the file's entries and the inline ones, file first, as CoreDNS's lookups append
     /// the inline addresses after the file's.
+    ///
+    /// CoreDNS answers the same address twice when it is listed twice (or in both the file and
+    /// the Corefile); RFC 2181 §5 says duplicates in an RRset should be suppressed, so ferrodns
+    /// folds them here, where it costs queries nothing. The sets keep this linear: a block
+    /// list maps hundreds of thousands of names to `0.0.0.0`.
     pub fn build(file: &HostsMap, inline: &HostsMap) -> Table {
         type Pending = (Vec<Ipv4Addr>, Vec<Ipv6Addr>);
         let mut names: HashMap<&str, Pending> = HashMap::new();
-        let mut ptr: HashMap<IpAddr, Vec<Name>> = HashMap::new();
+        let mut seen: HashSet<(&str, IpAddr)> = HashSet::new();
         for src in [file, inline] {
             for (name, ips) in &src.name4 {
                 let e = names.entry(name.as_str()).or_default();
-                ips.iter().for_each(|ip| push_unique(&mut e.0, *ip));
+                for ip in ips {
+                    if seen.insert((name.as_str(), IpAddr::V4(*ip))) {
+                        e.0.push(*ip);
+                    }
+                }
             }
             for (name, ips) in &src.name6 {
                 let e = names.entry(name.as_str()).or_default();
-                ips.iter().for_each(|ip| push_unique(&mut e.1, *ip));
+                for ip in ips {
+                    if seen.insert((name.as_str(), IpAddr::V6(*ip))) {
+                        e.1.push(*ip);
+                    }
+                }
             }
         }
-        // Reverse entries keep the order in which the file lists the names; map iteration
-        // order only decides which address is merged first, which no answer depends on.
+        // The names of one address keep the order in which the file lists them.
+        let mut ptr: HashMap<IpAddr, Vec<Name>> = HashMap::new();
+        seen.clear();
         for src in [file, inline] {
             for (addr, hosts) in &src.addr {
                 let targets = match ptr.entry(*addr) {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => v.insert(Vec::new()),
                 };
-                // A name that is not a valid DNS name (a label over 63 octets, say) could not
-                // be written in an answer; it is left out rather than spoiling the others.
                 for host in hosts {
+                    if !seen.insert((host.as_str(), *addr)) {
+                        continue;
+                    }
+                    // A name that is not a valid DNS name (a label over 63 octets, say) could
+                    // not be written in an answer; it is left out rather than spoiling the
+                    // others.
                     if let Ok(n) = Name::from_ascii(host) {
-                        push_unique(targets, n);
+                        targets.push(n);
                     }
                 }
             }

@@ -534,3 +534,29 @@ fn reload_zero_reads_once() {
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     });
 }
+
+#[test]
+fn a_huge_reverse_set_is_cut_to_what_can_be_sent() {
+    // A block list: many names on one address.
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("0.0.0.0 ad{i}.example.com\n"));
+    }
+    let path = temp_file("blocklist", &text);
+    let started = std::time::Instant::now();
+    let p = build(&format!(". {{\n    hosts {}\n}}", path.display())).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "load is linear");
+    check(
+        &p,
+        "ad19999.example.com.",
+        RecordType::A,
+        &Want::Answer(&["ad19999.example.com. 3600 A 0.0.0.0"]),
+    );
+    let Ok(r) = ask(&p, "0.0.0.0.in-addr.arpa.", RecordType::PTR) else {
+        panic!("no answer");
+    };
+    // A UDP question without EDNS: 512 octets at most, so at most 512 / 12 + 1 records built;
+    // the server truncates the rest and sets TC.
+    assert_eq!(r.message().answers.len(), 512 / 12 + 1);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
