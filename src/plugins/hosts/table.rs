@@ -14,12 +14,66 @@
 //! NXDOMAIN.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
 
 use crate::dnsname::is_subdomain;
+
+/// rustc's FxHash, finished with a rotation so that the low bits hashbrown indexes with are
+/// well mixed. Every key comes from the operator's own file, so a keyed hash (SipHash, std's
+/// default) buys no protection against flooding here, and Fx is several times faster: it
+/// halves the load time of a large block list and trims the per-query lookup.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ rest.len() as u64);
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+pub type FxBuild = BuildHasherDefault<FxHasher>;
+pub type HashMap<K, V> = std::collections::HashMap<K, V, FxBuild>;
+pub type HashSet<K> = std::collections::HashSet<K, FxBuild>;
 
 /// One source of entries (the file, or the Corefile's inline lines) as CoreDNS keeps it.
 #[derive(Debug, Default, Clone)]
@@ -59,6 +113,10 @@ fn parse_addr(field: &[u8]) -> Option<IpAddr> {
 /// `reverse` is false under `no_reverse`.
 pub fn parse(text: &[u8], origins: &[String], reverse: bool) -> HostsMap {
     let mut map = HostsMap::default();
+    // Most lines of a large file are IPv4 entries with one name: sizing for them up front
+    // saves the rehashing of a growing map.
+    let lines = text.iter().filter(|&&b| b == b'\n').count();
+    map.name4.reserve(lines);
     for line in text.split(|&b| b == b'\n') {
         let line = match line.iter().position(|&b| b == b'#') {
             Some(i) => &line[..i],
@@ -119,8 +177,8 @@ impl Table {
     /// list maps hundreds of thousands of names to `0.0.0.0`.
     pub fn build(file: &HostsMap, inline: &HostsMap) -> Table {
         type Pending = (Vec<Ipv4Addr>, Vec<Ipv6Addr>);
-        let mut names: HashMap<&str, Pending> = HashMap::new();
-        let mut seen: HashSet<(&str, IpAddr)> = HashSet::new();
+        let mut names: HashMap<&str, Pending> = HashMap::default();
+        let mut seen: HashSet<(&str, IpAddr)> = HashSet::default();
         for src in [file, inline] {
             for (name, ips) in &src.name4 {
                 let e = names.entry(name.as_str()).or_default();
@@ -140,7 +198,7 @@ impl Table {
             }
         }
         // The names of one address keep the order in which the file lists them.
-        let mut ptr: HashMap<IpAddr, Vec<Name>> = HashMap::new();
+        let mut ptr: HashMap<IpAddr, Vec<Name>> = HashMap::default();
         seen.clear();
         for src in [file, inline] {
             for (addr, hosts) in &src.addr {
