@@ -81,6 +81,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "chaos" => plugins::chaos::setup,
         "errors" => plugins::errors::setup,
         "health" => plugins::health::setup,
+        "hosts" => plugins::hosts::setup,
         "loadbalance" => plugins::loadbalance::setup,
         "local" => plugins::local::setup,
         "log" => plugins::log::setup,

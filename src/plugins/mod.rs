@@ -6,6 +6,7 @@ pub mod bufsize;
 pub mod chaos;
 pub mod errors;
 pub mod health;
+pub mod hosts;
 pub mod loadbalance;
 pub mod local;
 pub mod log;
