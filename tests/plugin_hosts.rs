@@ -176,7 +176,7 @@ fn bad_option_fails_start_up_with_file_and_line() {
     let conf = dir.join("Corefile");
     std::fs::write(
         &conf,
-        ".:0 {\n    hosts {\n        10.0.0.1 a.example.org\n        ttl soon\n    }\n}\n",
+        ".:1053 {\n    hosts {\n        10.0.0.1 a.example.org\n        ttl soon\n    }\n}\n",
     )
     .unwrap();
     let out = Command::new(binary())
