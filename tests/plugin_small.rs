@@ -262,6 +262,22 @@ fn bufsize_caps_the_answer_size_over_udp() {
     );
     let raw = udp_raw(capped.addr(), &small.to_vec().unwrap()).unwrap();
     assert!(raw.len() <= 512);
+
+    // Options added on the way out (NSID runs before bufsize) count against the cap too.
+    let both = Server::start(&format!(
+        ".:PORT {{\n    nsid {}\n    bufsize 1232\n    {chaos}\n}}\n",
+        "n".repeat(100)
+    ));
+    let mut ask_nsid = ask.clone();
+    if let Some(e) = ask_nsid.edns.as_mut() {
+        e.options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+    }
+    let raw = udp_raw(both.addr(), &ask_nsid.to_vec().unwrap()).unwrap();
+    assert!(raw.len() <= 1232, "{} octets", raw.len());
+    let m = Message::from_vec(&raw).unwrap();
+    assert!(m.metadata.truncation);
+    assert_eq!(nsid(&m).map(|n| n.len()), Some(100));
 }
 
 fn acl_ask(name: &str) -> Message {

@@ -11,11 +11,19 @@ pub struct Response {
     msg: Message,
     /// Which plugin wrote the answer, for `coredns_dns_responses_total{plugin}`.
     pub plugin: &'static str,
+    /// A UDP size below the one the client advertised, set on the way back by a plugin that
+    /// lowered the query's EDNS0 size (`bufsize`): the server fits the answer to the smaller of
+    /// the two, as CoreDNS's writer fits it to the request the plugins changed.
+    pub max_udp_size: Option<u16>,
 }
 
 impl Response {
     pub fn new(msg: Message, plugin: &'static str) -> Self {
-        Response { msg, plugin }
+        Response {
+            msg,
+            plugin,
+            max_udp_size: None,
+        }
     }
 
     pub fn message(&self) -> &Message {

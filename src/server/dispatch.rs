@@ -248,10 +248,11 @@ pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
 pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
     match outcome {
         Ok(resp) => {
+            let cap = resp.max_udp_size;
             let mut m = resp.into_message();
             m.metadata.id = req.id();
             m.metadata.message_type = MessageType::Response;
-            fit(req, m)
+            fit(req, m, cap)
         }
         Err(Failure { reply: false, .. }) => Vec::new(),
         Err(Failure { rcode, .. }) => error_reply(req, rcode),
@@ -262,7 +263,7 @@ pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
 pub fn error_reply(req: &Request, rcode: ResponseCode) -> Vec<u8> {
     let mut m = req.reply();
     m.metadata.response_code = rcode;
-    fit(req, m)
+    fit(req, m, None)
 }
 
 fn response_edns(do_bit: bool) -> Edns {
@@ -274,8 +275,9 @@ fn response_edns(do_bit: bool) -> Edns {
 
 /// Give the answer the OPT record the client expects and make it fit the client's buffer:
 /// additional records go first, then answer and authority records from the end, with TC set
-/// when the answer lost records (RFC 2181 §9; CoreDNS's `request.Scrub`).
-fn fit(req: &Request, mut m: Message) -> Vec<u8> {
+/// when the answer lost records (RFC 2181 §9; CoreDNS's `request.Scrub`). `cap` is a lower UDP
+/// limit a plugin set on the answer ([`crate::plugin::Response::max_udp_size`]).
+fn fit(req: &Request, mut m: Message, cap: Option<u16>) -> Vec<u8> {
     match req.edns() {
         Some(_) => {
             let mut e = m.edns.take().unwrap_or_else(|| response_edns(req.do_bit()));
@@ -286,7 +288,12 @@ fn fit(req: &Request, mut m: Message) -> Vec<u8> {
         }
         None => m.edns = None,
     }
-    let limit = req.size();
+    let limit = match cap {
+        Some(cap) if req.proto == Proto::Udp => req
+            .size()
+            .min(usize::from(cap.max(crate::plugin::request::MIN_UDP_SIZE))),
+        _ => req.size(),
+    };
     let wire = encode(&m);
     if wire.len() <= limit {
         return wire;

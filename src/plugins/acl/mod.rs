@@ -54,12 +54,13 @@ struct Rule {
     policies: Vec<Policy>,
 }
 
+/// Labels in name order, as Prometheus's Go client writes them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ZoneLabels {
     server: Arc<str>,
-    zone: Arc<str>,
     /// The *view* plugin's view name; ferrodns has no views yet, so always empty.
     view: &'static str,
+    zone: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -180,4 +180,26 @@ mod tests {
         assert!(NetSet::default() == set(&[]));
         assert!(!NetSet::default().contains("1.2.3.4".parse().unwrap()));
     }
+
+    /// The cost of a lookup in a large set (run with `--release -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn lookup_cost() {
+        let nets: Vec<(IpAddr, u8)> = (0..10_000u32)
+            .map(|i| (IpAddr::V4((0x0a00_0000 + i * 512).into()), 24))
+            .collect();
+        let s = NetSet::from_networks(&nets);
+        let probes: Vec<IpAddr> = (0..1_000_000u32)
+            .map(|i| {
+                IpAddr::V4((0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761) >> 8)).into())
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let hits = probes.iter().filter(|ip| s.contains(**ip)).count();
+        let per = start.elapsed().as_nanos() as f64 / probes.len() as f64;
+        println!(
+            "10000 networks, {} lookups, {hits} hits: {per:.1} ns per lookup",
+            probes.len()
+        );
+    }
 }

@@ -281,9 +281,9 @@ fn counts_with_coredns_names_and_labels() {
     }
     let text = built.shared.metrics.encode();
     for line in [
-        "coredns_acl_blocked_requests_total{server=\"\",zone=\"example.org.\",view=\"\"} 2",
-        "coredns_acl_filtered_requests_total{server=\"\",zone=\"example.org.\",view=\"\"} 1",
-        "coredns_acl_dropped_requests_total{server=\"\",zone=\"example.org.\",view=\"\"} 3",
+        "coredns_acl_blocked_requests_total{server=\"\",view=\"\",zone=\"example.org.\"} 2",
+        "coredns_acl_filtered_requests_total{server=\"\",view=\"\",zone=\"example.org.\"} 1",
+        "coredns_acl_dropped_requests_total{server=\"\",view=\"\",zone=\"example.org.\"} 3",
         "coredns_acl_allowed_requests_total{server=\"\",view=\"\"} 4",
     ] {
         assert!(text.contains(line), "{line}\n{text}");

@@ -21,8 +21,12 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     if !d.args.is_empty() {
         return Err(d.arg_err());
     }
-    if let Some(line) = d.block.first() {
-        return Err(crate::corefile::Directive::unknown_property(line));
+    if !d.block.is_empty() {
+        // CoreDNS reads the `{` as an unexpected argument.
+        return Err(crate::corefile::Error::at(
+            &d.loc,
+            "Wrong argument count or unexpected line ending after '{'",
+        ));
     }
     Ok(Some(Arc::new(Any)))
 }
@@ -114,7 +118,9 @@ mod tests {
             ),
             (
                 ". {\n any {\n  foo\n }\n}\n",
-                Err("plugin/any: Corefile:3 - Error during parsing: unknown property 'foo'"),
+                Err(
+                    "plugin/any: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '{'",
+                ),
             ),
         ] {
             let got = testkit::setup(setup, "any", corefile).map(|_| ());

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Message};
-
 use crate::corefile::Error;
 use crate::plugin::setup::{Setup, SetupResult};
-use crate::plugin::{Next, Plugin, Proto, Request, Served};
-use crate::server::dispatch::encode;
+use crate::plugin::{Next, Plugin, Request, Served};
 
 /// DNS Flag Day 2020's recommendation, CoreDNS's default.
 const DEFAULT_SIZE: u16 = 1232;
@@ -59,55 +56,24 @@ impl Plugin for Bufsize {
         let Some(clamped) = req.with_message(msg) else {
             return next.serve(req);
         };
-        let limit = usize::from(self.size);
-        let udp = req.proto == Proto::Udp;
-        let do_bit = req.do_bit();
-        // The server fits the answer to the size the client itself advertised; CoreDNS fits it
-        // to the lowered size (its writer reads the request bufsize changed). So the answer is
-        // cut to the lowered size here, the same way the server would cut it.
+        // CoreDNS's writer fits the answer to the request as bufsize changed it; here the
+        // server fits it to the client's own size unless the answer says otherwise.
+        let size = self.size;
         Served::Pending(next.serve_owned(clamped)).map(move |outcome| {
             outcome.map(|mut resp| {
-                if udp {
-                    fit(resp.message_mut(), limit, do_bit);
-                }
+                resp.max_udp_size = Some(size);
                 resp
             })
         })
     }
 }
 
-/// Make `m` fit in `limit` octets the way the server does: additional records go first, then
-/// answer and authority records from the end, with TC set once the answer lost records.
-fn fit(m: &mut Message, limit: usize, do_bit: bool) {
-    // The OPT record the server will add counts too; adding it now changes no size.
-    m.edns.get_or_insert_with(|| {
-        let mut e = Edns::new();
-        e.set_dnssec_ok(do_bit);
-        e
-    });
-    if encode(m).len() <= limit {
-        return;
-    }
-    while m.additionals.pop().is_some() {
-        if encode(m).len() <= limit {
-            return;
-        }
-    }
-    m.metadata.truncation = true;
-    while m.authorities.pop().is_some() || m.answers.pop().is_some() {
-        if encode(m).len() <= limit {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::whoami::testkit::{self, Answer, Recorder, ask, message, record, run};
+    use crate::plugins::whoami::testkit::{self, Answer, Recorder, ask, message, run};
     use hickory_proto::op::ResponseCode;
-    use hickory_proto::rr::rdata::TXT;
-    use hickory_proto::rr::{RData, RecordType};
+    use hickory_proto::rr::RecordType;
     use std::sync::Mutex;
 
     fn plugin(line: &str) -> Arc<dyn Plugin> {
@@ -157,35 +123,24 @@ mod tests {
     }
 
     #[test]
-    fn answer_is_cut_to_the_lowered_size_over_udp() {
-        let txt = |i: usize| {
-            record(
-                "example.org.",
-                60,
-                RData::TXT(TXT::new(vec![format!("{i:03}{}", "x".repeat(97))])),
-            )
-        };
-        let mut big = Answer::new(ResponseCode::NoError);
-        big.answers = (0..10).map(txt).collect();
-        big.additionals = (10..12).map(txt).collect();
-        let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(big)];
+    fn answer_carries_the_lowered_size() {
+        let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Answer::new(ResponseCode::NoError))];
         let p = plugin("bufsize 512");
-
-        let req = ask("example.org.", RecordType::TXT).edns(4096).request();
-        let m = message(run(p.as_ref(), &req, &rest));
-        assert!(m.metadata.truncation);
-        assert!(m.additionals.is_empty());
-        assert!(!m.answers.is_empty() && m.answers.len() < 10);
-        assert!(encode(&m).len() <= 512);
-
-        // TCP has no such limit.
-        let req = ask("example.org.", RecordType::TXT)
-            .edns(4096)
-            .tcp()
-            .request();
-        let m = message(run(p.as_ref(), &req, &rest));
-        assert!(!m.metadata.truncation);
-        assert_eq!((m.answers.len(), m.additionals.len()), (10, 2));
+        for (q, cap) in [
+            (ask("example.org.", RecordType::TXT).edns(4096), Some(512)),
+            (
+                ask("example.org.", RecordType::TXT).edns(4096).tcp(),
+                Some(512),
+            ),
+            (ask("example.org.", RecordType::TXT).edns(500), None),
+            (ask("example.org.", RecordType::TXT), None),
+        ] {
+            let req = q.request();
+            match run(p.as_ref(), &req, &rest) {
+                Ok(resp) => assert_eq!(resp.max_udp_size, cap, "{:?}", req.edns()),
+                Err(f) => panic!("failed: {}", f.rcode),
+            }
+        }
     }
 
     #[test]

@@ -19,8 +19,12 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     if !d.args.is_empty() {
         return Err(d.arg_err());
     }
-    if let Some(line) = d.block.first() {
-        return Err(crate::corefile::Directive::unknown_property(line));
+    if !d.block.is_empty() {
+        // CoreDNS reads the `{` as an unexpected argument.
+        return Err(crate::corefile::Error::at(
+            &d.loc,
+            "Wrong argument count or unexpected line ending after '{'",
+        ));
     }
     Ok(Some(Arc::new(Minimal)))
 }
@@ -329,6 +333,14 @@ mod tests {
         assert_eq!(
             testkit::setup(setup, "minimal", ". {\n minimal yes\n}\n").map(|_| ()),
             Err("plugin/minimal: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after 'yes'".into())
+        );
+        assert_eq!(
+            testkit::setup(setup, "minimal", ". {\n minimal {\n  x\n }\n}\n").map(|_| ()),
+            Err("plugin/minimal: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '{'".into())
+        );
+        assert_eq!(
+            testkit::setup(setup, "minimal", ". {\n minimal\n minimal\n}\n").map(|_| ()),
+            Ok(())
         );
     }
 }

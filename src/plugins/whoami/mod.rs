@@ -15,9 +15,19 @@ pub(crate) mod testkit;
 pub struct Whoami;
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
-    let d = c.once()?;
-    if !d.args.is_empty() || !d.block.is_empty() {
+    // CoreDNS reads the first `whoami` line of a block only.
+    let Some(&d) = c.directives.first() else {
+        return c.once().map(|_| None);
+    };
+    if !d.args.is_empty() {
         return Err(d.arg_err());
+    }
+    if !d.block.is_empty() {
+        // CoreDNS reads the `{` as an unexpected argument.
+        return Err(crate::corefile::Error::at(
+            &d.loc,
+            "Wrong argument count or unexpected line ending after '{'",
+        ));
     }
     Ok(Some(Arc::new(Whoami)))
 }
@@ -135,14 +145,20 @@ mod tests {
 
     #[test]
     fn setup_takes_no_arguments() {
-        for (corefile, ok) in [
-            (". {\n whoami\n}\n", true),
-            (". {\n whoami extra\n}\n", false),
-            (". {\n whoami {\n  x\n }\n}\n", false),
-            (". {\n whoami\n whoami\n}\n", false),
+        let err = |after: &str| {
+            Err(format!(
+                "plugin/whoami: Corefile:2 - Error during parsing: Wrong argument count or unexpected line ending after '{after}'"
+            ))
+        };
+        for (corefile, want) in [
+            (". {\n whoami\n}\n", Ok(())),
+            // As in CoreDNS, a second line changes nothing.
+            (". {\n whoami\n whoami\n}\n", Ok(())),
+            (". {\n whoami extra\n}\n", err("extra")),
+            (". {\n whoami {\n  x\n }\n}\n", err("{")),
         ] {
-            let got = testkit::setup(setup, "whoami", corefile);
-            assert_eq!(got.is_ok(), ok, "{corefile}");
+            let got = testkit::setup(setup, "whoami", corefile).map(|_| ());
+            assert_eq!(got, want, "{corefile}");
         }
     }
 }
