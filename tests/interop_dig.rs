@@ -107,3 +107,62 @@ fn kdig_over_udp_and_tcp() {
         assert!(out.contains("127.0.0.1"), "{out}");
     }
 }
+
+#[test]
+fn dig_edns_sizes_opcodes_and_classes() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let dig = |extra: &[&str]| {
+        let mut a = args(&["@127.0.0.1", "-p", &port, "+tries=1", "+time=3"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run("dig", &a)
+    };
+    for size in ["512", "1232", "4096"] {
+        for transport in ["+notcp", "+tcp"] {
+            let out = dig(&["example.org", &format!("+bufsize={size}"), transport]);
+            assert!(out.contains("status: NOERROR"), "{out}");
+            // The client's buffer size comes back in the OPT record, as CoreDNS echoes it.
+            assert!(
+                out.contains(&format!("; EDNS: version: 0, flags:; udp: {size}")),
+                "{out}"
+            );
+        }
+    }
+    let out = dig(&["example.org", "+noedns"]);
+    assert!(!out.contains("EDNS:"), "{out}");
+    let out = dig(&["example.org", "+opcode=status", "+noedns"]);
+    assert!(out.contains("opcode: STATUS, status: NOTIMP"), "{out}");
+    let out = dig(&["version.bind", "TXT", "CH"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = dig(&["example.org", "+dnssec"]);
+    assert!(out.contains("flags: do;"), "DO bit mirrored: {out}");
+}
+
+#[test]
+fn kdig_edns_sizes() {
+    if !require("kdig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    for size in ["1232", "4096"] {
+        for transport in ["+notcp", "+tcp"] {
+            let out = run(
+                "kdig",
+                &args(&[
+                    "@127.0.0.1",
+                    "-p",
+                    &port,
+                    "example.org",
+                    &format!("+bufsize={size}"),
+                    transport,
+                ]),
+            );
+            assert!(out.contains("status: NOERROR"), "{out}");
+            assert!(out.contains(&format!("UDP size: {size} B")), "{out}");
+        }
+    }
+}

@@ -75,6 +75,8 @@ pub const ORDER: &[&str] = &[
 /// The setup function of an implemented plugin.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
+        "bind" => plugins::bind::setup,
+        "reload" => plugins::reload::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

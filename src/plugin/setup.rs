@@ -119,6 +119,8 @@ pub struct Shared {
     pub shutting_down: std::sync::atomic::AtomicBool,
     /// The longest `lameduck` any `health` asked for: how long to keep serving after SIGTERM.
     pub lameduck: Mutex<std::time::Duration>,
+    /// `reload`'s check interval, jitter already applied; `None` when no block loads `reload`.
+    pub reload: Mutex<Option<std::time::Duration>>,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ impl Shared {
             chains: RwLock::new(Vec::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             lameduck: Mutex::new(std::time::Duration::ZERO),
+            reload: Mutex::new(None),
         })
     }
 
