@@ -425,6 +425,10 @@ fn sigterm_exits_zero_and_removes_pidfile() {
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!pidfile.exists());
+    assert!(
+        srv.stdout_text()
+            .contains("[INFO] SIGTERM: Shutting down servers then terminating")
+    );
 }
 
 #[test]
@@ -602,4 +606,17 @@ fn help_flag_exits_zero() {
     let out = run(&["-h"], &temp_dir("help"));
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-dns.port"));
+}
+
+#[test]
+fn sigint_shuts_down_gracefully_too() {
+    let dir = temp_dir("int");
+    let pidfile = dir.join("ferrodns.pid");
+    let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    assert!(pidfile.exists());
+    srv.signal(libc::SIGINT);
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pidfile.exists());
+    assert!(srv.stdout_text().contains("[INFO] SIGINT: Shutting down"));
 }

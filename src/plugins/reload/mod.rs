@@ -145,6 +145,25 @@ mod tests {
     }
 
     #[test]
+    fn metrics_have_coredns_names() {
+        let m = Metrics::new();
+        let r = metrics(&m);
+        r.failed.inc();
+        r.set_version(None, "aa");
+        r.set_version(Some("aa"), "bb");
+        let text = m.encode();
+        assert!(text.contains("coredns_reload_failed_total 1"), "{text}");
+        assert!(
+            text.contains("coredns_reload_version_info{hash=\"sha512\",value=\"bb\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("value=\"aa\""), "{text}");
+        // A second setup (another block, a reload) shares the same counter.
+        metrics(&m).failed.inc();
+        assert!(m.encode().contains("coredns_reload_failed_total 2"));
+    }
+
+    #[test]
     fn jitter_stays_within_half_either_side() {
         let (i, j) = (Duration::from_secs(30), Duration::from_secs(15));
         for _ in 0..200 {
