@@ -55,7 +55,7 @@ impl Load {
                 i += 1;
                 n.fetch_add(1, Ordering::Relaxed);
                 let q = query("www.example.org.", RecordType::A);
-                let answered = if i % 4 == 0 {
+                let answered = if i.is_multiple_of(4) {
                     tcp_exchange(addr, &q).is_some()
                 } else {
                     udp_exchange(addr, &q).is_some()
