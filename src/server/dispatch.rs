@@ -724,6 +724,62 @@ mod tests {
         assert!(finish(&req, Err(Failure::no_reply())).is_empty());
     }
 
+    /// An in-process cousin of `fuzz/fuzz_targets/query.rs`: mutated queries through `prepare`
+    /// and `finish` must always come out as a drop or a well-formed, bounded reply.
+    #[test]
+    fn mutated_queries_never_panic() {
+        let t = table(&[".", "example.org."], false);
+        let seeds = [
+            query_wire("www.example.org.", RecordType::A, DNSClass::IN, None),
+            query_wire(
+                "example.org.",
+                RecordType::DS,
+                DNSClass::IN,
+                Some((1232, 0)),
+            ),
+            query_wire("a.b.c.", RecordType::TXT, DNSClass::CH, Some((4096, 1))),
+        ];
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let mut w = seeds[round % seeds.len()].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let r = next();
+                match r % 4 {
+                    0 if !w.is_empty() => {
+                        let i = (r >> 8) as usize % w.len();
+                        w[i] = (r >> 32) as u8;
+                    }
+                    1 => w.truncate((r >> 8) as usize % (w.len() + 1)),
+                    2 => w.push((r >> 8) as u8),
+                    _ => w.insert((r >> 8) as usize % (w.len() + 1), 0xc0),
+                }
+            }
+            for proto in [Proto::Udp, Proto::Tcp] {
+                match run(&t, &w, proto) {
+                    Prepared::Serve(_, req) => {
+                        let mut m = req.reply();
+                        m.additionals.extend(req.msg.additionals.iter().cloned());
+                        let bytes = finish(&req, Ok(crate::plugin::Response::new(m, "t")));
+                        assert!(bytes.len() <= req.size());
+                        assert!(Message::from_vec(&bytes).is_ok());
+                    }
+                    Prepared::Reply(bytes) => {
+                        assert!(bytes.len() >= 12);
+                        assert_eq!(&bytes[..2], &w[..2]);
+                        assert!(bytes[2] & 0x80 != 0);
+                    }
+                    Prepared::Drop => assert!(w.len() < 12 || w[2] & 0x80 != 0),
+                }
+            }
+        }
+    }
+
     #[test]
     fn reverse_network_filter() {
         let net = ("10.0.0.0".parse().unwrap(), 27);
