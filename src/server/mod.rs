@@ -65,8 +65,6 @@ pub struct Listener {
     pub scheme: Scheme,
     pub addr: SocketAddr,
     pub table: Arc<ZoneTable>,
-    /// The keys as the banner prints them (`.:53`).
-    pub keys: Vec<String>,
 }
 
 impl Listener {
@@ -223,7 +221,6 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                         scheme: key.scheme,
                         addr,
                         table: Arc::new(ZoneTable::default()),
-                        keys: Vec::new(),
                     });
                 let server = Arc::new(BlockServer {
                     chain: chain.clone(),
@@ -243,10 +240,6 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                         ),
                     ));
                 }
-                let shown = format!("{}:{port}", key.original_zone_for_banner());
-                if !listener.keys.contains(&shown) {
-                    listener.keys.push(shown);
-                }
             }
         }
     }
@@ -255,18 +248,4 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
         listeners: listeners.into_values().collect(),
         shared: shared.clone(),
     })
-}
-
-trait BannerName {
-    fn original_zone_for_banner(&self) -> String;
-}
-
-impl BannerName for ServerKey {
-    /// The banner shows `scheme://zone` for non-DNS schemes and the bare zone for DNS.
-    fn original_zone_for_banner(&self) -> String {
-        match self.scheme {
-            Scheme::Dns => self.zone.clone(),
-            s => format!("{}://{}", s.as_str(), self.zone),
-        }
-    }
 }
