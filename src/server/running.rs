@@ -168,3 +168,97 @@ impl Running {
         self.dns.keys()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::plugin::setup::HttpReply;
+    use std::io::{Read, Write};
+
+    fn instance(metrics: &Arc<Metrics>, routes: &[(SocketAddr, &'static str)]) -> Instance {
+        let shared = Shared::new(metrics.clone());
+        for (addr, body) in routes {
+            let body = *body;
+            shared.add_http(
+                *addr,
+                "/health",
+                Arc::new(move || HttpReply {
+                    status: 200,
+                    content_type: "text/plain",
+                    body: body.to_string(),
+                }),
+            );
+        }
+        Instance {
+            listeners: Vec::new(),
+            shared,
+        }
+    }
+
+    fn get(addr: SocketAddr) -> Option<String> {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    fn free_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_listeners_are_kept_swapped_or_closed() {
+        let metrics = Arc::new(Metrics::new());
+        let addr = free_addr();
+        let mut running = Running::start(instance(&metrics, &[(addr, "one")])).unwrap();
+        let body = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .unwrap();
+        assert!(body.unwrap().ends_with("one"));
+
+        // A client connected before the reload is served by the same listener after it.
+        let early = std::net::TcpStream::connect(addr).unwrap();
+        running.apply(instance(&metrics, &[(addr, "two")])).unwrap();
+        let body = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .unwrap();
+        assert!(body.unwrap().ends_with("two"));
+        drop(early);
+
+        // A reload that cannot bind changes nothing.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        let err = running
+            .apply(instance(&metrics, &[(addr, "three"), (busy, "x")]))
+            .unwrap_err();
+        assert!(err.contains("address already in use"), "{err}");
+        let body = tokio::task::spawn_blocking(move || get(addr))
+            .await
+            .unwrap();
+        assert!(body.unwrap().ends_with("two"));
+
+        // Dropped from the configuration: closed.
+        running.apply(instance(&metrics, &[])).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(std::net::TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn go_shaped_bind_errors() {
+        let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert_eq!(
+            listen_error("udp", "[::]:53".parse().unwrap(), &e),
+            "listen udp :53: bind: address already in use"
+        );
+        assert_eq!(
+            listen_error("tcp", "127.0.0.1:53".parse().unwrap(), &e),
+            "listen tcp 127.0.0.1:53: bind: address already in use"
+        );
+    }
+}
