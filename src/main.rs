@@ -288,6 +288,8 @@ fn restart(
 struct Watch {
     every: std::time::Duration,
     hash: String,
+    /// When to look next; kept across other events so that signals do not delay the check.
+    next: tokio::time::Instant,
 }
 
 fn watch_for(running: &Running, source: &Source, corefile: &Corefile) -> Option<Watch> {
@@ -299,11 +301,27 @@ fn watch_for(running: &Running, source: &Source, corefile: &Corefile) -> Option<
     let hash = config_hash(source, corefile).unwrap_or_default();
     ferrodns::info!("plugin/reload: Running configuration SHA512 = {hash}");
     reload::metrics(&running.shared.metrics).set_version(None, &hash);
-    Some(Watch { every, hash })
+    Some(Watch {
+        every,
+        hash,
+        next: tokio::time::Instant::now() + every,
+    })
 }
 
 async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
+    // Caddy's signal handling as CoreDNS inherits it: TERM and INT shut down gracefully, QUIT
+    // quits at once, USR1 reloads, USR2 (binary upgrade) is refused, HUP is ignored.
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1), Ok(mut usr2), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return fatal("cannot install signal handlers");
+    };
     let metrics = Arc::new(Metrics::new());
     let shared = Shared::new(metrics.clone());
     let instance = match server::build(&corefile, port, &shared) {
@@ -315,12 +333,10 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
         Ok(r) => r,
         Err(e) => return fatal(e),
     };
-    let (Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        return fatal("cannot install signal handlers");
+    let remove_pidfile = || {
+        if let Some(pidfile) = &flags.pidfile {
+            let _ = std::fs::remove_file(pidfile);
+        }
     };
 
     if let Some(pidfile) = &flags.pidfile
@@ -336,7 +352,7 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
     loop {
         let tick = async {
             match &watch {
-                Some(w) => tokio::time::sleep(w.every).await,
+                Some(w) => tokio::time::sleep_until(w.next).await,
                 None => std::future::pending().await,
             }
         };
@@ -348,6 +364,18 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
             _ = int.recv() => {
                 ferrodns::info!("SIGINT: Shutting down");
                 break;
+            }
+            _ = quit.recv() => {
+                ferrodns::info!("SIGQUIT: Quitting process immediately");
+                remove_pidfile();
+                return ExitCode::SUCCESS;
+            }
+            _ = usr2.recv() => {
+                ferrodns::info!("SIGUSR2: Upgrading");
+                ferrodns::error!("SIGUSR2: upgrading: binary upgrade is not supported; restart the process");
+            }
+            _ = hup.recv() => {
+                // Ignored: this signal is sometimes sent outside of the user's control.
             }
             _ = usr1.recv() => {
                 ferrodns::info!("SIGUSR1: Reloading");
@@ -369,6 +397,7 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
             }
             _ = tick => {
                 let Some(w) = watch.as_mut() else { continue };
+                w.next = tokio::time::Instant::now() + w.every;
                 let current = match source.load().and_then(|c| {
                     config_hash(&source, &c).map_err(|e| e.to_string())
                 }) {
@@ -412,10 +441,18 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
         .lameduck
         .lock()
         .unwrap_or_else(|e| e.into_inner());
+    // A second SIGINT forces the exit (a second SIGTERM is ignored, as in CoreDNS); QUIT still
+    // quits at once.
     let forced = async {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = int.recv() => {
+                ferrodns::info!("SIGINT: Force quit");
+                ExitCode::from(2)
+            }
+            _ = quit.recv() => {
+                ferrodns::info!("SIGQUIT: Quitting process immediately");
+                ExitCode::SUCCESS
+            }
         }
     };
     let graceful = async {
@@ -434,14 +471,9 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
     };
     let code = tokio::select! {
         _ = graceful => ExitCode::SUCCESS,
-        _ = forced => {
-            ferrodns::warning!("Force quit");
-            ExitCode::from(2)
-        }
+        code = forced => code,
     };
-    if let Some(pidfile) = &flags.pidfile {
-        let _ = std::fs::remove_file(pidfile);
-    }
+    remove_pidfile();
     code
 }
 

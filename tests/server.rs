@@ -415,6 +415,7 @@ fn sigterm_exits_zero_and_removes_pidfile() {
     let dir = temp_dir("pid");
     let pidfile = dir.join("ferrodns.pid");
     let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    wait_for_file(&pidfile);
     let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -613,10 +614,47 @@ fn sigint_shuts_down_gracefully_too() {
     let dir = temp_dir("int");
     let pidfile = dir.join("ferrodns.pid");
     let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
-    assert!(pidfile.exists());
+    wait_for_file(&pidfile);
     srv.signal(libc::SIGINT);
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!pidfile.exists());
     assert!(srv.stdout_text().contains("[INFO] SIGINT: Shutting down"));
+}
+
+#[test]
+fn sighup_is_ignored_and_sigquit_quits_at_once() {
+    let dir = temp_dir("quit");
+    let pidfile = dir.join("ferrodns.pid");
+    let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    wait_for_file(&pidfile);
+    srv.signal(libc::SIGHUP);
+    srv.signal(libc::SIGUSR2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(srv.alive());
+    assert_eq!(
+        srv.udp("example.org.", RecordType::A)
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+    srv.signal(libc::SIGQUIT);
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pidfile.exists());
+    let out = srv.stdout_text();
+    assert!(
+        out.contains("[INFO] SIGQUIT: Quitting process immediately"),
+        "{out}"
+    );
+    assert!(out.contains("[ERROR] SIGUSR2: upgrading: "), "{out}");
+}
+
+/// The pidfile is written just after the listeners are bound, so it may trail readiness a bit.
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(path.exists(), "{} was not written", path.display());
 }
