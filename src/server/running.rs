@@ -249,6 +249,108 @@ mod tests {
         assert!(std::net::TcpStream::connect(addr).is_err());
     }
 
+    /// Answers after a pause, like a forwarded query.
+    struct Slow;
+
+    impl crate::plugin::Plugin for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+
+        fn serve<'a>(
+            &'a self,
+            req: &'a crate::plugin::Request,
+            _next: crate::plugin::Next<'a>,
+        ) -> crate::plugin::Served<'a> {
+            crate::plugin::Served::pending(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                Ok(crate::plugin::Response::new(req.reply(), "slow"))
+            })
+        }
+    }
+
+    fn slow_instance(metrics: &Arc<Metrics>, addr: SocketAddr) -> Instance {
+        let mut table = ZoneTable::default();
+        table.insert(
+            ".".into(),
+            None,
+            Arc::new(super::super::dispatch::BlockServer {
+                chain: crate::plugin::Chain {
+                    plugins: vec![Arc::new(Slow)],
+                },
+                zone: Arc::from("."),
+                server: Arc::from("dns://test"),
+                allow_chaos: false,
+            }),
+        );
+        Instance {
+            listeners: vec![super::super::Listener {
+                scheme: crate::corefile::Scheme::Dns,
+                addr,
+                table: Arc::new(table),
+            }],
+            shared: Shared::new(metrics.clone()),
+        }
+    }
+
+    fn query_bytes() -> Vec<u8> {
+        let mut m = hickory_proto::op::Message::query();
+        m.metadata.id = 99;
+        m.queries.push(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("example.org.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    /// Stopping the listeners (shutdown, or a reload that drops the address) lets the queries
+    /// already in flight finish and reach their clients.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queries_in_flight_finish_after_stop() {
+        let metrics = Arc::new(Metrics::new());
+        let port = {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            u.local_addr().unwrap().port()
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut running = Running::start(slow_instance(&metrics, addr)).unwrap();
+        let q = query_bytes();
+
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        udp.send_to(&q, addr).unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        let mut frame = (q.len() as u16).to_be_bytes().to_vec();
+        frame.extend_from_slice(&q);
+        tcp.write_all(&frame).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        running.stop();
+
+        let answers = tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 512];
+            let udp_answer = udp.recv(&mut buf).map(|n| buf[..n].to_vec()).ok();
+            let mut len = [0u8; 2];
+            let tcp_answer = tcp.read_exact(&mut len).ok().map(|_| {
+                let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
+                let _ = tcp.read_exact(&mut b);
+                b
+            });
+            (udp_answer, tcp_answer)
+        })
+        .await
+        .unwrap();
+        for (what, a) in [("udp", answers.0), ("tcp", answers.1)] {
+            let a = a.unwrap_or_else(|| panic!("{what}: no answer"));
+            assert_eq!(&a[..2], &[0, 99], "{what}");
+        }
+        // And nothing listens any more.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(std::net::TcpStream::connect(addr).is_err());
+    }
+
     #[test]
     fn go_shaped_bind_errors() {
         let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
