@@ -242,6 +242,7 @@ fn main() -> ExitCode {
         Err(e) => return fatal(e),
     };
 
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -253,6 +254,22 @@ fn main() -> ExitCode {
     // Listener threads and connections still open must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// Raise the soft limit on open files to the hard limit, as the Go runtime does for CoreDNS at
+/// start-up (Go 1.19+): every TCP client holds a descriptor, and 1024 is a common soft default.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// The SHA-512 of every file the configuration was read from, in order, as lowercase hex.

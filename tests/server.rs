@@ -462,6 +462,17 @@ fn edns_buffer_size_is_echoed() {
 /// the oldest idle connection is closed for the new one.
 #[test]
 fn idle_connection_flood_does_not_lock_out_tcp_clients() {
+    // This test holds 1100 sockets: lift a 1024 soft limit up to the hard one.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
     let srv = Server::start(WHOAMI);
     let mut idle = Vec::new();
     for _ in 0..1100 {

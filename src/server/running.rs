@@ -308,9 +308,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queries_in_flight_finish_after_stop() {
         let metrics = Arc::new(Metrics::new());
-        let port = {
+        // A port free for both UDP and TCP right now.
+        let port = loop {
             let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            u.local_addr().unwrap().port()
+            let p = u.local_addr().unwrap().port();
+            if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+                break p;
+            }
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut running = Running::start(slow_instance(&metrics, addr)).unwrap();
