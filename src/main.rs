@@ -277,7 +277,11 @@ fn config_hash(source: &Source, corefile: &Corefile) -> std::io::Result<String> 
     use sha2::{Digest, Sha512};
     let mut h = Sha512::new();
     match source {
-        Source::File(_) => {
+        Source::File(path) => {
+            // The parser lists every file it read (imports too); the main file at least.
+            if corefile.files.is_empty() {
+                h.update(std::fs::read(path)?);
+            }
             for f in &corefile.files {
                 h.update(std::fs::read(f)?);
             }
