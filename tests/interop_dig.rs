@@ -166,3 +166,58 @@ fn kdig_edns_sizes() {
         }
     }
 }
+
+/// A 244-octet name makes whoami's answer 545 octets: over 512 without EDNS, so UDP answers
+/// are truncated (TC, the SRV record left out) and both clients retry over TCP.
+fn long_name() -> String {
+    vec!["a".repeat(60); 4].join(".")
+}
+
+#[test]
+fn dig_falls_back_to_tcp_on_truncation() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let name = long_name();
+    let base = ["@127.0.0.1", "-p", &port, &name, "+tries=1", "+time=3"];
+    let with = |extra: &[&str]| {
+        let mut a = args(&base);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run("dig", &a)
+    };
+    let truncated = with(&["+noedns", "+ignore"]);
+    assert!(truncated.contains("flags: qr aa tc rd;"), "{truncated}");
+    assert!(truncated.contains("ADDITIONAL: 1"), "{truncated}");
+    let retried = with(&["+noedns"]);
+    assert!(
+        retried.contains(";; Truncated, retrying in TCP mode."),
+        "{retried}"
+    );
+    assert!(retried.contains("flags: qr aa rd;"), "{retried}");
+    assert!(retried.contains("MSG SIZE  rcvd: 545"), "{retried}");
+    // A large enough EDNS buffer needs no retry.
+    let big = with(&["+bufsize=1232"]);
+    assert!(!big.contains("Truncated"), "{big}");
+    assert!(big.contains("flags: qr aa rd;"), "{big}");
+}
+
+#[test]
+fn kdig_falls_back_to_tcp_on_truncation() {
+    if !require("kdig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let name = long_name();
+    let out = Command::new("kdig")
+        .args(["@127.0.0.1", "-p", &port, &name, "+noedns"])
+        .output()
+        .expect("run kdig");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated reply"), "{stderr}");
+    assert!(stdout.contains("(TCP)"), "{stdout}");
+    assert!(stdout.contains("Received 545 B"), "{stdout}");
+}
