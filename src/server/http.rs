@@ -59,7 +59,11 @@ pub async fn run(
                 let routes = routes.load_full();
                 async move { Ok::<_, Infallible>(respond(&routes, req.uri().path())) }
             });
+            // A client that never finishes its request headers (a slowloris on /metrics)
+            // is cut off instead of holding the connection forever.
             let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
