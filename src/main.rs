@@ -1,6 +1,5 @@
 //! `ferrodns`: start it as you start `coredns`, with the same flags and Corefile.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +9,8 @@ use ferrodns::corefile::{self, Corefile};
 use ferrodns::metrics::Metrics;
 use ferrodns::plugin::order;
 use ferrodns::plugin::setup::Shared;
-use ferrodns::server::{self, http, tcp, udp};
+use ferrodns::plugins::reload;
+use ferrodns::server::{self, running::Running};
 
 /// Command-line options, spelled as CoreDNS (Go's `flag` package) spells them.
 #[derive(Debug, Default)]
@@ -110,61 +110,103 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
     Ok(f)
 }
 
+/// Go's name for the architecture, as CoreDNS prints `runtime.GOARCH`.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// CoreDNS's `showVersion`: `NAME-VERSION`, then `OS/ARCH, RUNTIME, COMMIT`. The runtime field
+/// says rust, and the commit field names the CoreDNS release this build follows.
 fn version_text() -> String {
     format!(
-        "ferrodns-{}\n{}/{}, rust, CoreDNS-{} compatible",
+        "ferrodns-{}\n{}/{}, rust, CoreDNS-{}\n",
         ferrodns::VERSION,
         std::env::consts::OS,
-        std::env::consts::ARCH,
+        go_arch(),
         ferrodns::COREDNS_COMPAT
     )
 }
 
-/// CoreDNS's `-plugins` listing.
+/// CoreDNS's `-plugins` listing (Caddy's `DescribePlugins`, printed with a final newline).
 fn plugins_text() -> String {
-    let mut names: Vec<&str> = order::implemented().collect();
+    let mut names: Vec<String> = order::implemented()
+        .map(|n| {
+            // `on` is registered for every server type, so it has no `dns.` prefix.
+            if n == "on" {
+                n.to_string()
+            } else {
+                format!("dns.{n}")
+            }
+        })
+        .collect();
     names.sort_unstable();
     let mut out = String::from(
         "Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n",
     );
     for n in names {
-        out.push_str("  dns.");
-        out.push_str(n);
+        out.push_str("  ");
+        out.push_str(&n);
         out.push('\n');
     }
+    out.push('\n');
     out
 }
 
-/// Where the configuration comes from: `-conf FILE`, `-conf stdin`, `./Corefile`, or the
-/// built-in default (`whoami` and `log` on the root zone).
-fn load_corefile(conf: Option<&str>, port: &str) -> Result<Corefile, String> {
-    match conf {
-        Some("stdin") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| format!("reading Corefile from stdin: {e}"))?;
-            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            corefile::parse_str("stdin", &text, &cwd).map_err(|e| e.to_string())
-        }
-        Some(path) => {
-            if !Path::new(path).exists() {
-                return Err(format!("open {path}: no such file or directory"));
+/// Where the configuration comes from, kept so that a reload reads it again.
+#[derive(Clone)]
+enum Source {
+    /// `-conf FILE`, or `./Corefile` when it exists.
+    File(PathBuf),
+    /// `-conf stdin`, read once: a reload restarts the same text.
+    Stdin(String),
+    /// No Corefile: `whoami` and `log` on the root zone at the default port.
+    Default(String),
+}
+
+impl Source {
+    fn pick(conf: Option<&str>, port: &str) -> Result<Source, String> {
+        match conf {
+            Some("stdin") => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("reading Corefile from stdin: {e}"))?;
+                Ok(Source::Stdin(text))
             }
-            corefile::parse_file(Path::new(path)).map_err(|e| e.to_string())
+            Some(path) => {
+                if !Path::new(path).exists() {
+                    return Err(format!("open {path}: no such file or directory"));
+                }
+                Ok(Source::File(PathBuf::from(path)))
+            }
+            None if Path::new("Corefile").exists() => Ok(Source::File(PathBuf::from("Corefile"))),
+            None => Ok(Source::Default(format!(".:{port} {{\nwhoami\nlog\n}}\n"))),
         }
-        None if Path::new("Corefile").exists() => {
-            corefile::parse_file(Path::new("Corefile")).map_err(|e| e.to_string())
-        }
-        None => {
-            let text = format!(".:{port} {{\n    whoami\n    log\n}}\n");
-            corefile::parse_str("default", &text, Path::new(".")).map_err(|e| e.to_string())
+    }
+
+    fn load(&self) -> Result<Corefile, String> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        match self {
+            Source::File(path) => corefile::parse_file(path).map_err(|e| e.to_string()),
+            Source::Stdin(text) => {
+                corefile::parse_str("stdin", text, &cwd).map_err(|e| e.to_string())
+            }
+            Source::Default(text) => {
+                corefile::parse_str("Corefile", text, &cwd).map_err(|e| e.to_string())
+            }
         }
     }
 }
 
+/// Go's `log.Fatal` as CoreDNS uses it at start-up: the message alone on stderr, exit 1.
 fn fatal(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("[FATAL] {msg}");
+    eprintln!("{msg}");
     ExitCode::from(1)
 }
 
@@ -172,10 +214,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flags = match parse_flags(&args) {
         Ok(f) => f,
+        Err(msg) if msg.is_empty() => {
+            // -h: Go prints the usage and exits 0.
+            eprint!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(msg) => return usage_error(&msg),
     };
     if flags.version {
-        println!("{}", version_text());
+        print!("{}", version_text());
         return ExitCode::SUCCESS;
     }
     if flags.plugins {
@@ -186,7 +233,11 @@ fn main() -> ExitCode {
     let Ok(port) = port_text.parse::<u16>() else {
         return fatal(format!("invalid port: {port_text}"));
     };
-    let corefile = match load_corefile(flags.conf.as_deref(), &port_text) {
+    let source = match Source::pick(flags.conf.as_deref(), &port_text) {
+        Ok(s) => s,
+        Err(e) => return fatal(e),
+    };
+    let corefile = match source.load() {
         Ok(c) => c,
         Err(e) => return fatal(e),
     };
@@ -194,6 +245,7 @@ fn main() -> ExitCode {
         ferrodns::warning!("{w}");
     }
 
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,56 +253,115 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fatal(format!("starting runtime: {e}")),
     };
-    rt.block_on(run(corefile, port, flags))
+    let code = rt.block_on(run(source, corefile, port, flags));
+    // Listener threads and connections still open must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
-async fn run(corefile: Corefile, port: u16, flags: Flags) -> ExitCode {
-    let shared = Shared::new(Arc::new(Metrics::new()));
+/// Raise the soft limit on open files to the hard limit, as the Go runtime does for CoreDNS at
+/// start-up (Go 1.19+): every TCP client holds a descriptor, and 1024 is a common soft default.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The SHA-512 of every file the configuration was read from, in order, as lowercase hex.
+fn config_hash(source: &Source, corefile: &Corefile) -> std::io::Result<String> {
+    use sha2::{Digest, Sha512};
+    let mut h = Sha512::new();
+    match source {
+        Source::File(path) => {
+            // The parser lists every file it read (imports too); the main file at least.
+            if corefile.files.is_empty() {
+                h.update(std::fs::read(path)?);
+            }
+            for f in &corefile.files {
+                h.update(std::fs::read(f)?);
+            }
+        }
+        Source::Stdin(text) | Source::Default(text) => h.update(text.as_bytes()),
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Build and serve the next configuration; on error the running one stays untouched.
+fn restart(
+    source: &Source,
+    port: u16,
+    metrics: &Arc<Metrics>,
+    running: &mut Running,
+) -> Result<Corefile, String> {
+    let corefile = source.load()?;
+    let shared = Shared::new(metrics.clone());
+    let instance = server::build(&corefile, port, &shared).map_err(|e| e.to_string())?;
+    running.apply(instance)?;
+    Ok(corefile)
+}
+
+/// The reload plugin's watch over the configuration files.
+struct Watch {
+    every: std::time::Duration,
+    hash: String,
+    /// When to look next; kept across other events so that signals do not delay the check.
+    next: tokio::time::Instant,
+}
+
+fn watch_for(running: &Running, source: &Source, corefile: &Corefile) -> Option<Watch> {
+    let every = (*running
+        .shared
+        .reload
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()))?;
+    let hash = config_hash(source, corefile).unwrap_or_default();
+    ferrodns::info!("plugin/reload: Running configuration SHA512 = {hash}");
+    reload::metrics(&running.shared.metrics).set_version(None, &hash);
+    Some(Watch {
+        every,
+        hash,
+        next: tokio::time::Instant::now() + every,
+    })
+}
+
+async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Caddy's signal handling as CoreDNS inherits it: TERM and INT shut down gracefully, QUIT
+    // quits at once, USR1 reloads, USR2 (binary upgrade) is refused, HUP is ignored.
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1), Ok(mut usr2), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return fatal("cannot install signal handlers");
+    };
+    let metrics = Arc::new(Metrics::new());
+    let shared = Shared::new(metrics.clone());
     let instance = match server::build(&corefile, port, &shared) {
         Ok(i) => i,
         Err(e) => return fatal(e),
     };
-
     // Bind everything before serving anything: a taken port fails start-up as a whole.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut bound = Vec::new();
-    for l in &instance.listeners {
-        let udp = match udp::bind(l.addr, cores) {
-            Ok(s) => s,
-            Err(e) => return fatal(format!("listen udp {}: {e}", l.addr)),
-        };
-        let tcp = match tcp::bind(l.addr) {
-            Ok(s) => s,
-            Err(e) => return fatal(format!("listen tcp {}: {e}", l.addr)),
-        };
-        bound.push((udp, tcp, l.table.clone()));
-    }
-    let mut http_routes: BTreeMap<std::net::SocketAddr, Vec<_>> = BTreeMap::new();
-    for (addr, path, handler) in shared.http.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        http_routes
-            .entry(*addr)
-            .or_default()
-            .push((*path, handler.clone()));
-    }
-    let mut http_bound = Vec::new();
-    for (addr, routes) in http_routes {
-        match http::bind(addr) {
-            Ok(l) => http_bound.push((l, Arc::new(routes))),
-            Err(e) => return fatal(format!("listen tcp {addr}: {e}")),
+    let mut running = match Running::start(instance) {
+        Ok(r) => r,
+        Err(e) => return fatal(e),
+    };
+    let remove_pidfile = || {
+        if let Some(pidfile) = &flags.pidfile {
+            let _ = std::fs::remove_file(pidfile);
         }
-    }
-
-    for (udp_socks, tcp_listener, table) in bound {
-        for s in udp_socks {
-            if let Err(e) = udp::spawn(s, table.clone()) {
-                return fatal(format!("starting udp listener: {e}"));
-            }
-        }
-        tokio::spawn(tcp::run(tcp_listener, table));
-    }
-    for (l, routes) in http_bound {
-        tokio::spawn(http::run(l, routes));
-    }
+    };
 
     if let Some(pidfile) = &flags.pidfile
         && let Err(e) = std::fs::write(pidfile, format!("{}\n", std::process::id()))
@@ -258,45 +369,154 @@ async fn run(corefile: Corefile, port: u16, flags: Flags) -> ExitCode {
         return fatal(format!("Could not write pidfile: {e}"));
     }
     if !flags.quiet {
-        for l in &instance.listeners {
-            for k in &l.keys {
-                println!("{k}");
+        print!("{}{}", running.banner, version_text());
+    }
+
+    let mut watch = watch_for(&running, &source, &corefile);
+    loop {
+        let tick = async {
+            match &watch {
+                Some(w) => tokio::time::sleep_until(w.next).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {
+                ferrodns::info!("SIGTERM: Shutting down servers then terminating");
+                break;
+            }
+            _ = int.recv() => {
+                ferrodns::info!("SIGINT: Shutting down");
+                break;
+            }
+            _ = quit.recv() => {
+                ferrodns::info!("SIGQUIT: Quitting process immediately");
+                remove_pidfile();
+                return ExitCode::SUCCESS;
+            }
+            _ = usr2.recv() => {
+                ferrodns::info!("SIGUSR2: Upgrading");
+                ferrodns::error!("SIGUSR2: upgrading: binary upgrade is not supported; restart the process");
+            }
+            _ = hup.recv() => {
+                // Ignored: this signal is sometimes sent outside of the user's control.
+            }
+            _ = usr1.recv() => {
+                ferrodns::info!("SIGUSR1: Reloading");
+                ferrodns::info!("Reloading");
+                match restart(&source, port, &metrics, &mut running) {
+                    Ok(corefile) => {
+                        let previous = watch.as_ref().map(|w| w.hash.clone());
+                        watch = watch_for(&running, &source, &corefile);
+                        if let (Some(p), Some(w)) = (previous, &watch) && p != w.hash {
+                            reload::metrics(&metrics).version.remove(&vec![
+                                ("hash".to_string(), "sha512".to_string()),
+                                ("value".to_string(), p),
+                            ]);
+                        }
+                        ferrodns::info!("Reloading complete");
+                    }
+                    Err(e) => ferrodns::error!("SIGUSR1: {e}"),
+                }
+            }
+            _ = tick => {
+                let Some(w) = watch.as_mut() else { continue };
+                w.next = tokio::time::Instant::now() + w.every;
+                let current = match source.load().and_then(|c| {
+                    config_hash(&source, &c).map_err(|e| e.to_string())
+                }) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        ferrodns::warning!("plugin/reload: Corefile load failed: {e}");
+                        continue;
+                    }
+                };
+                if current == w.hash {
+                    continue;
+                }
+                let rm = reload::metrics(&metrics);
+                rm.set_version(Some(&w.hash), &current);
+                // The same broken file is not tried again: only a further change is.
+                w.hash = current;
+                ferrodns::info!("Reloading");
+                match restart(&source, port, &metrics, &mut running) {
+                    Ok(corefile) => {
+                        watch = watch_for(&running, &source, &corefile);
+                        ferrodns::info!("Reloading complete");
+                    }
+                    Err(e) => {
+                        ferrodns::error!("Restart failed: {e}");
+                        ferrodns::error!("plugin/reload: Corefile changed but reload failed: {e}");
+                        rm.failed.inc();
+                    }
+                }
             }
         }
-        println!("{}", version_text());
     }
 
-    wait_for_shutdown().await;
-    shared
+    // Graceful shutdown: /ready turns 503 at once; queries are still served through the
+    // lameduck; then the listeners stop and the queries in flight get up to GRACE to finish.
+    running
+        .shared
         .shutting_down
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let lameduck = *shared.lameduck.lock().unwrap_or_else(|e| e.into_inner());
-    if !lameduck.is_zero() {
-        ferrodns::info!("Going into lameduck mode for {}", humantime(lameduck));
-        tokio::time::sleep(lameduck).await;
-    }
-    if let Some(pidfile) = &flags.pidfile {
-        let _ = std::fs::remove_file(pidfile);
-    }
-    ExitCode::SUCCESS
-}
-
-fn humantime(d: std::time::Duration) -> String {
-    format!("{}s", d.as_secs_f64())
-}
-
-async fn wait_for_shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
+    let lameduck = *running
+        .shared
+        .lameduck
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // A second SIGINT forces the exit (a second SIGTERM is ignored, as in CoreDNS); QUIT still
+    // quits at once.
+    let forced = async {
+        tokio::select! {
+            _ = int.recv() => {
+                ferrodns::info!("SIGINT: Force quit");
+                ExitCode::from(2)
+            }
+            _ = quit.recv() => {
+                ferrodns::info!("SIGQUIT: Quitting process immediately");
+                ExitCode::SUCCESS
+            }
+        }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let graceful = async {
+        if !lameduck.is_zero() {
+            ferrodns::info!(
+                "plugin/health: Going into lameduck mode for {}",
+                go_duration_text(lameduck)
+            );
+            tokio::time::sleep(lameduck).await;
+        }
+        running.stop();
+        let deadline = tokio::time::Instant::now() + server::GRACE;
+        while server::InFlight::count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let code = tokio::select! {
+        _ = graceful => ExitCode::SUCCESS,
+        code = forced => code,
+    };
+    remove_pidfile();
+    code
+}
+
+/// A duration as Go's `time.Duration.String` prints round values: `5s`, `1m30s`, `500ms`.
+fn go_duration_text(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, rest) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let secs = if rest == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{rest:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => secs,
+        (0, m) => format!("{m}m{secs}"),
+        (h, m) => format!("{h}h{m}m{secs}"),
     }
 }
 
@@ -320,6 +540,35 @@ mod tests {
         assert!(f.quiet);
         assert!(parse_flags(&args("-p 5300")).unwrap().dns_port.is_some());
         assert!(!parse_flags(&args("-quiet=false")).unwrap().quiet);
+    }
+
+    #[test]
+    fn go_durations_print_as_go_does() {
+        use std::time::Duration;
+        for (d, want) in [
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(3600), "1h0m0s"),
+        ] {
+            assert_eq!(go_duration_text(d), want);
+        }
+    }
+
+    #[test]
+    fn version_and_plugins_text() {
+        let v = version_text();
+        assert!(
+            v.starts_with(&format!("ferrodns-{}\n", ferrodns::VERSION)),
+            "{v}"
+        );
+        assert_eq!(v.lines().count(), 2);
+        let p = plugins_text();
+        assert!(p.starts_with(
+            "Server types:\n  dns\n\nCaddyfile loaders:\n  flag\n  default\n\nOther plugins:\n"
+        ));
+        assert!(p.contains("  dns.bind\n") && p.contains("  dns.reload\n") && p.ends_with("\n\n"));
     }
 
     #[test]

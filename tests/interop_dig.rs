@@ -107,3 +107,117 @@ fn kdig_over_udp_and_tcp() {
         assert!(out.contains("127.0.0.1"), "{out}");
     }
 }
+
+#[test]
+fn dig_edns_sizes_opcodes_and_classes() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let dig = |extra: &[&str]| {
+        let mut a = args(&["@127.0.0.1", "-p", &port, "+tries=1", "+time=3"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run("dig", &a)
+    };
+    for size in ["512", "1232", "4096"] {
+        for transport in ["+notcp", "+tcp"] {
+            let out = dig(&["example.org", &format!("+bufsize={size}"), transport]);
+            assert!(out.contains("status: NOERROR"), "{out}");
+            // The client's buffer size comes back in the OPT record, as CoreDNS echoes it.
+            assert!(
+                out.contains(&format!("; EDNS: version: 0, flags:; udp: {size}")),
+                "{out}"
+            );
+        }
+    }
+    let out = dig(&["example.org", "+noedns"]);
+    assert!(!out.contains("EDNS:"), "{out}");
+    let out = dig(&["example.org", "+opcode=status", "+noedns"]);
+    assert!(out.contains("opcode: STATUS, status: NOTIMP"), "{out}");
+    let out = dig(&["version.bind", "TXT", "CH"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = dig(&["example.org", "+dnssec"]);
+    assert!(out.contains("flags: do;"), "DO bit mirrored: {out}");
+}
+
+#[test]
+fn kdig_edns_sizes() {
+    if !require("kdig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    for size in ["1232", "4096"] {
+        for transport in ["+notcp", "+tcp"] {
+            let out = run(
+                "kdig",
+                &args(&[
+                    "@127.0.0.1",
+                    "-p",
+                    &port,
+                    "example.org",
+                    &format!("+bufsize={size}"),
+                    transport,
+                ]),
+            );
+            assert!(out.contains("status: NOERROR"), "{out}");
+            assert!(out.contains(&format!("UDP size: {size} B")), "{out}");
+        }
+    }
+}
+
+/// A 244-octet name makes whoami's answer 545 octets: over 512 without EDNS, so UDP answers
+/// are truncated (TC, the SRV record left out) and both clients retry over TCP.
+fn long_name() -> String {
+    vec!["a".repeat(60); 4].join(".")
+}
+
+#[test]
+fn dig_falls_back_to_tcp_on_truncation() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let name = long_name();
+    let base = ["@127.0.0.1", "-p", &port, &name, "+tries=1", "+time=3"];
+    let with = |extra: &[&str]| {
+        let mut a = args(&base);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run("dig", &a)
+    };
+    let truncated = with(&["+noedns", "+ignore"]);
+    assert!(truncated.contains("flags: qr aa tc rd;"), "{truncated}");
+    assert!(truncated.contains("ADDITIONAL: 1"), "{truncated}");
+    let retried = with(&["+noedns"]);
+    assert!(
+        retried.contains(";; Truncated, retrying in TCP mode."),
+        "{retried}"
+    );
+    assert!(retried.contains("flags: qr aa rd;"), "{retried}");
+    assert!(retried.contains("MSG SIZE  rcvd: 545"), "{retried}");
+    // A large enough EDNS buffer needs no retry.
+    let big = with(&["+bufsize=1232"]);
+    assert!(!big.contains("Truncated"), "{big}");
+    assert!(big.contains("flags: qr aa rd;"), "{big}");
+}
+
+#[test]
+fn kdig_falls_back_to_tcp_on_truncation() {
+    if !require("kdig") {
+        return;
+    }
+    let srv = Server::start(COREFILE);
+    let port = srv.port.to_string();
+    let name = long_name();
+    let out = Command::new("kdig")
+        .args(["@127.0.0.1", "-p", &port, &name, "+noedns"])
+        .output()
+        .expect("run kdig");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("truncated reply"), "{stderr}");
+    assert!(stdout.contains("(TCP)"), "{stdout}");
+    assert!(stdout.contains("Received 545 B"), "{stdout}");
+}

@@ -207,6 +207,16 @@ fn malformed_packets_never_stop_the_server() {
     let mut s = TcpStream::connect(srv.addr()).unwrap();
     s.write_all(&[0x01, 0x00, 1, 2, 3]).unwrap();
     drop(s);
+    // The largest length prefix, then close.
+    let mut s = TcpStream::connect(srv.addr()).unwrap();
+    s.write_all(&[0xff, 0xff]).unwrap();
+    drop(s);
+    // A zero-length frame: the server ends that connection and nothing else.
+    let mut s = TcpStream::connect(srv.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&[0, 0]).unwrap();
+    let mut buf = [0u8; 2];
+    assert_eq!(std::io::Read::read(&mut s, &mut buf).unwrap_or(0), 0);
     std::thread::sleep(Duration::from_millis(200));
     assert!(srv.alive(), "server died: {}", srv.stderr_text());
     assert_eq!(
@@ -405,6 +415,7 @@ fn sigterm_exits_zero_and_removes_pidfile() {
     let dir = temp_dir("pid");
     let pidfile = dir.join("ferrodns.pid");
     let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    wait_for_file(&pidfile);
     let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
@@ -415,4 +426,246 @@ fn sigterm_exits_zero_and_removes_pidfile() {
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(!pidfile.exists());
+    assert!(
+        srv.stdout_text()
+            .contains("[INFO] SIGTERM: Shutting down servers then terminating")
+    );
+}
+
+#[test]
+fn badvers_answer_has_no_question() {
+    let srv = Server::start(WHOAMI);
+    let mut q = with_edns(query("example.org.", RecordType::A), 1232);
+    q.edns.as_mut().unwrap().set_version(1);
+    let r = tcp_exchange(srv.addr(), &q).unwrap();
+    assert_eq!(u16::from(r.metadata.response_code), 16);
+    assert!(
+        r.queries.is_empty(),
+        "CoreDNS's edns.Version drops the question"
+    );
+}
+
+#[test]
+fn edns_buffer_size_is_echoed() {
+    let srv = Server::start(WHOAMI);
+    for size in [512u16, 1232, 4096] {
+        let r = udp_exchange(
+            srv.addr(),
+            &with_edns(query("example.org.", RecordType::A), size),
+        )
+        .unwrap();
+        assert_eq!(r.edns.map(|e| e.max_payload()), Some(size));
+    }
+}
+
+/// Clients that open connections and send nothing must not lock out the others: past the cap
+/// the oldest idle connection is closed for the new one.
+#[test]
+fn idle_connection_flood_does_not_lock_out_tcp_clients() {
+    // This test holds 1100 sockets: lift a 1024 soft limit up to the hard one.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    let srv = Server::start(WHOAMI);
+    let mut idle = Vec::new();
+    for _ in 0..1100 {
+        match TcpStream::connect(srv.addr()) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    for i in 0..5 {
+        let r = tcp_exchange(
+            srv.addr(),
+            &query(&format!("n{i}.example.org."), RecordType::A),
+        )
+        .expect("a fresh TCP query is answered under an idle flood");
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    }
+    assert_eq!(
+        srv.udp("example.org.", RecordType::A)
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+    drop(idle);
+}
+
+#[test]
+fn banner_is_coredns_shaped() {
+    let srv =
+        Server::start("example.org:PORT example.net:PORT {\n whoami\n}\n.:PORT {\n whoami\n}\n");
+    let out = srv.wait_stdout("ferrodns-");
+    let p = srv.port;
+    let want = format!(".:{p}\nexample.net.:{p}\nexample.org.:{p}\nferrodns-");
+    assert!(out.starts_with(&want), "{out}");
+}
+
+#[test]
+fn bind_serves_blocks_on_different_addresses_of_one_port() {
+    // 127.0.0.2 is loopback too on Linux.
+    let srv = Server::start(
+        ".:PORT {\n bind 127.0.0.1\n whoami\n}\nexample.org:PORT {\n bind 127.0.0.2\n whoami\n}\n",
+    );
+    let p = srv.port;
+    let one = std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let two = std::net::SocketAddr::from(([127, 0, 0, 2], p));
+    // 127.0.0.1 serves the root zone, 127.0.0.2 only example.org.
+    let r = udp_exchange(one, &query("example.net.", RecordType::A)).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let r = udp_exchange(two, &query("example.net.", RecordType::A)).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    let r = tcp_exchange(two, &query("www.example.org.", RecordType::A)).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    let out = srv.wait_stdout("ferrodns-");
+    assert!(out.contains(&format!(".:{p} on 127.0.0.1\n")), "{out}");
+    assert!(
+        out.contains(&format!("example.org.:{p} on 127.0.0.2\n")),
+        "{out}"
+    );
+}
+
+#[test]
+fn bind_except_and_interface_names() {
+    // `lo` is 127.0.0.1 and ::1; except ::1 leaves 127.0.0.1 only.
+    let srv = Server::start(".:PORT {\n bind lo {\n  except ::1\n }\n whoami\n}\n");
+    let out = srv.wait_stdout("ferrodns-");
+    assert!(
+        out.contains(&format!(".:{} on 127.0.0.1\n", srv.port)),
+        "{out}"
+    );
+    assert!(!out.contains("on ::1"), "{out}");
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, srv.port));
+    assert!(std::net::TcpStream::connect_timeout(&v6, Duration::from_secs(1)).is_err());
+}
+
+#[test]
+fn bind_errors_fail_startup() {
+    let dir = temp_dir("bindbad");
+    for (text, needle) in [
+        ("bind nosuch0", "not a valid IP address or interface name"),
+        ("bind", "at least one address"),
+    ] {
+        std::fs::write(
+            dir.join("Corefile"),
+            format!(".:1053 {{\n {text}\n whoami\n}}\n"),
+        )
+        .unwrap();
+        let out = run(&["-conf", "Corefile"], &dir);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("plugin/bind") && err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn taken_port_fails_startup() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let dir = temp_dir("taken");
+    std::fs::write(
+        dir.join("Corefile"),
+        format!(".:{port} {{\n bind 127.0.0.1\n whoami\n}}\n"),
+    )
+    .unwrap();
+    let out = run(&["-conf", "Corefile"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("address already in use"), "{err}");
+}
+
+#[test]
+fn default_corefile_is_whoami_and_log() {
+    let port = free_port();
+    let dir = temp_dir("default");
+    let plugins = run(&["-plugins"], &dir);
+    if !String::from_utf8_lossy(&plugins.stdout).contains("  dns.log\n") {
+        // A build without `log` shows the default Corefile through its error.
+        let out = run(&["-dns.port", &port.to_string()], &dir);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Unknown directive 'log'"), "{err}");
+        return;
+    }
+    let mut child = Command::new(binary())
+        .args(["-dns.port", &port.to_string()])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = None;
+    while Instant::now() < deadline && answered.is_none() {
+        answered = udp_exchange(addr, &query("example.org.", RecordType::A));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(answered.is_some());
+    assert!(text.starts_with(&format!(".:{port}\nferrodns-")), "{text}");
+}
+
+#[test]
+fn help_flag_exits_zero() {
+    let out = run(&["-h"], &temp_dir("help"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-dns.port"));
+}
+
+#[test]
+fn sigint_shuts_down_gracefully_too() {
+    let dir = temp_dir("int");
+    let pidfile = dir.join("ferrodns.pid");
+    let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    wait_for_file(&pidfile);
+    srv.signal(libc::SIGINT);
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pidfile.exists());
+    assert!(srv.stdout_text().contains("[INFO] SIGINT: Shutting down"));
+}
+
+#[test]
+fn sighup_is_ignored_and_sigquit_quits_at_once() {
+    let dir = temp_dir("quit");
+    let pidfile = dir.join("ferrodns.pid");
+    let mut srv = Server::start_with(WHOAMI, &["-pidfile", pidfile.to_str().unwrap()]);
+    wait_for_file(&pidfile);
+    srv.signal(libc::SIGHUP);
+    srv.signal(libc::SIGUSR2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(srv.alive());
+    assert_eq!(
+        srv.udp("example.org.", RecordType::A)
+            .metadata
+            .response_code,
+        ResponseCode::NoError
+    );
+    srv.signal(libc::SIGQUIT);
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!pidfile.exists());
+    let out = srv.stdout_text();
+    assert!(
+        out.contains("[INFO] SIGQUIT: Quitting process immediately"),
+        "{out}"
+    );
+    assert!(out.contains("[ERROR] SIGUSR2: upgrading: "), "{out}");
+}
+
+/// The pidfile is written just after the listeners are bound, so it may trail readiness a bit.
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(path.exists(), "{} was not written", path.display());
 }

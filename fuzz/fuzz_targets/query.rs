@@ -1,4 +1,5 @@
-//! Any datagram must be answered, ignored or refused by the dispatcher, never crash it.
+//! Any datagram or TCP message must be answered, ignored or refused by the dispatcher, never
+//! crash it: drive `prepare`, then `finish` with the outcomes a chain can produce.
 #![no_main]
 
 use std::sync::Arc;
@@ -6,23 +7,38 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use libfuzzer_sys::fuzz_target;
 
-use ferrodns::plugin::{Chain, Proto};
-use ferrodns::server::dispatch::{BlockServer, Prepared, ZoneTable, prepare};
+use ferrodns::plugin::{Chain, Failure, Proto, Response};
+use ferrodns::server::dispatch::{BlockServer, Prepared, ZoneTable, finish, prepare};
 
 fuzz_target!(|data: &[u8]| {
     let mut table = ZoneTable::default();
-    let block = Arc::new(BlockServer {
-        chain: Chain::default(),
-        zone: Arc::from("."),
-        server: Arc::from("dns://:53"),
-        allow_chaos: false,
-    });
-    table.insert(".".to_string(), None, block);
+    for (zone, chaos) in [(".", false), ("example.org.", true)] {
+        table.insert(
+            zone.to_string(),
+            None,
+            Arc::new(BlockServer {
+                chain: Chain::default(),
+                zone: Arc::from(zone),
+                server: Arc::from("dns://:53"),
+                allow_chaos: chaos,
+            }),
+        );
+    }
     let addr = "127.0.0.1:53".parse().unwrap();
     for proto in [Proto::Udp, Proto::Tcp] {
-        if let Prepared::Serve(_, req) = prepare(&table, data, addr, addr, proto) {
-            // Every error path that a plugin can produce ends in finish().
-            let _ = ferrodns::server::dispatch::error_reply(&req, ResponseCode::ServFail);
+        match prepare(&table, data, addr, addr, proto) {
+            Prepared::Serve(_, req) => {
+                // An answer built from the request itself, echoing whatever it carried.
+                let mut m = req.reply();
+                m.additionals.extend(req.msg.additionals.iter().cloned());
+                m.answers.extend(req.msg.answers.iter().cloned());
+                let bytes = finish(&req, Ok(Response::new(m, "fuzz")));
+                assert!(bytes.len() <= req.size());
+                let _ = finish(&req, Err(Failure::new(ResponseCode::ServFail)));
+                assert!(finish(&req, Err(Failure::no_reply())).is_empty());
+            }
+            Prepared::Reply(bytes) => assert!(bytes.len() >= 12),
+            Prepared::Drop => {}
         }
     }
 });

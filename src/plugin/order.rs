@@ -77,6 +77,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
         "acl" => plugins::acl::setup,
         "any" => plugins::any::setup,
+        "bind" => plugins::bind::setup,
         "bufsize" => plugins::bufsize::setup,
         "chaos" => plugins::chaos::setup,
         "errors" => plugins::errors::setup,
@@ -90,6 +91,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "nsid" => plugins::nsid::setup,
         "prometheus" => plugins::prometheus::setup,
         "ready" => plugins::ready::setup,
+        "reload" => plugins::reload::setup,
         "root" => plugins::root::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,

@@ -135,6 +135,8 @@ pub struct Shared {
     /// The port of keys that name none (`-dns.port`, default 53), set by the server before
     /// setup runs: `loop` sends its probe to the block's own address.
     pub dns_port: std::sync::atomic::AtomicU16,
+    /// `reload`'s check interval, jitter already applied; `None` when no block loads `reload`.
+    pub reload: Mutex<Option<std::time::Duration>>,
 }
 
 impl Shared {
@@ -146,6 +148,7 @@ impl Shared {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             lameduck: Mutex::new(std::time::Duration::ZERO),
             dns_port: std::sync::atomic::AtomicU16::new(53),
+            reload: Mutex::new(None),
         })
     }
 

@@ -2,6 +2,7 @@
 
 pub mod acl;
 pub mod any;
+pub mod bind;
 pub mod bufsize;
 pub mod chaos;
 pub mod errors;
@@ -15,5 +16,6 @@ pub mod nsid;
 pub mod prometheus;
 pub mod r#loop;
 pub mod ready;
+pub mod reload;
 pub mod root;
 pub mod whoami;

@@ -5,15 +5,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::dnsname::is_subdomain;
 use crate::plugin::{Chain, Failure, Outcome, Proto, Request};
-
-/// The EDNS0 buffer size ferrodns advertises in its answers (DNS Flag Day 2020's value).
-pub const ADVERTISED_UDP_SIZE: u16 = 1232;
 
 /// One server block as reached through one of its keys.
 pub struct BlockServer {
@@ -68,6 +65,9 @@ pub struct ZoneTable {
     entries: Vec<ZoneEntry>,
     /// Records the queries this listener refuses because no zone (or class) matched.
     pub dropped: Option<Arc<dyn QueryRecorder>>,
+    /// Classes other than IN reach the chains: some block on this listener loads `chaos` or
+    /// `forward` (CoreDNS decides this per listener, not per block).
+    pub allow_chaos: bool,
 }
 
 impl ZoneTable {
@@ -85,6 +85,7 @@ impl ZoneTable {
         {
             return false;
         }
+        self.allow_chaos |= block.allow_chaos;
         self.entries.push(ZoneEntry {
             zone,
             network,
@@ -99,21 +100,35 @@ impl ZoneTable {
         self.entries.iter().map(|e| &e.block)
     }
 
-    /// The block for `name`: the longest matching zone. A DS question is asked of the parent
-    /// side of a zone cut, so a zone equal to the name itself is skipped for DS when a parent
-    /// zone is also served (CoreDNS does the same).
+    /// The zones of this listener, longest first.
+    pub fn zones(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.zone.as_str())
+    }
+
+    /// The block for `name`, picked as CoreDNS's `Server.ServeDNS` picks it: the longest
+    /// matching zone (a CIDR key off an octet boundary also filters on the address the name
+    /// spells), the root zone as the last resort. A DS record lives on the parent side of a zone
+    /// cut, so for DS CoreDNS keeps climbing and uses the highest non-root zone that matched.
     pub fn lookup(&self, name: &str, qtype: RecordType) -> Option<&Arc<BlockServer>> {
-        let mut matches = self.entries.iter().filter(|e| {
-            is_subdomain(name, &e.zone) && e.network.is_none_or(|n| in_reverse_network(name, n))
-        });
-        let first = matches.next()?;
-        if qtype == RecordType::DS
-            && first.zone == name
-            && let Some(parent) = matches.next()
-        {
-            return Some(&parent.block);
+        let mut root = None;
+        let mut ds = None;
+        for e in &self.entries {
+            if e.zone == "." {
+                root = root.or(Some(&e.block));
+                continue;
+            }
+            if !is_subdomain(name, &e.zone) {
+                continue;
+            }
+            if qtype == RecordType::DS {
+                ds = Some(&e.block);
+                continue;
+            }
+            if e.network.is_none_or(|n| in_reverse_network(name, n)) {
+                return Some(&e.block);
+            }
         }
-        Some(&first.block)
+        ds.or(root)
     }
 }
 
@@ -164,11 +179,25 @@ pub enum Prepared {
     Serve(Arc<BlockServer>, Box<Request>),
     /// Answer at once (FORMERR, REFUSED, NOTIMP, BADVERS).
     Reply(Vec<u8>),
-    /// Not worth an answer (a response, or too short to carry an ID).
+    /// Not worth an answer (a response, or too short to carry a header).
     Drop,
 }
 
-/// Parse and route one message.
+const OPCODE_QUERY: u8 = 0;
+const OPCODE_NOTIFY: u8 = 4;
+
+/// Parse and route one message, checking it in the order CoreDNS does (miekg/dns's server,
+/// then `dnsserver.Server.ServeDNS`):
+///
+/// 1. no complete header: dropped (any reply could be used for amplification);
+/// 2. QR set: a response, dropped (no reflection loops);
+/// 3. opcode other than QUERY or NOTIFY: NOTIMP, header only;
+/// 4. QDCOUNT != 1, ANCOUNT > 1, NSCOUNT > 1 or ARCOUNT > 2: FORMERR, header only
+///    (miekg's `DefaultMsgAcceptFunc`);
+/// 5. a body that does not parse: FORMERR, with the question when it could be read;
+/// 6. a class other than IN without `chaos`/`forward` on this listener: REFUSED;
+/// 7. an EDNS version other than 0: BADVERS, no question, an OPT of version 0;
+/// 8. no zone of this listener matches and there is no root zone: REFUSED.
 pub fn prepare(
     table: &ZoneTable,
     wire: &[u8],
@@ -176,42 +205,38 @@ pub fn prepare(
     local: SocketAddr,
     proto: Proto,
 ) -> Prepared {
-    if wire.len() < 12 {
+    let Some(header) = wire.get(..12) else {
+        return Prepared::Drop;
+    };
+    if header[2] & 0x80 != 0 {
         return Prepared::Drop;
     }
-    // QR set: a response, never answered (no reflection loops).
-    if wire[2] & 0x80 != 0 {
-        return Prepared::Drop;
+    let opcode = (header[2] >> 3) & 0x0f;
+    if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
+        return Prepared::Reply(reject(wire, ResponseCode::NotImp, false));
+    }
+    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
+        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
     }
     let msg = match Message::from_vec(wire) {
         Ok(m) => m,
-        Err(_) => return Prepared::Reply(header_only_reply(wire, ResponseCode::FormErr)),
+        Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
     };
-    match msg.metadata.op_code {
-        OpCode::Query | OpCode::Notify => {}
-        _ => return Prepared::Reply(header_only_reply(wire, ResponseCode::NotImp)),
-    }
-    if msg.queries.len() != 1 {
-        return Prepared::Reply(header_only_reply(wire, ResponseCode::FormErr));
-    }
-    let mut req = match Request::new(msg, src, local, proto, wire.len()) {
-        Some(r) => r,
-        None => return Prepared::Reply(header_only_reply(wire, ResponseCode::FormErr)),
+    let Some(mut req) = Request::new(msg, src, local, proto, wire.len()) else {
+        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
     };
+    if req.qclass() != DNSClass::IN && !table.allow_chaos {
+        return Prepared::Reply(refuse(table, &req));
+    }
     if let Some(edns) = req.edns()
         && edns.version() != 0
     {
-        let mut m = req.reply();
-        m.metadata.response_code = ResponseCode::BADVERS;
-        m.edns = Some(response_edns(req.do_bit()));
-        return Prepared::Reply(encode(&m));
+        return Prepared::Reply(badvers(&req));
     }
     let Some(block) = table.lookup(req.name(), req.qtype()) else {
         return Prepared::Reply(refuse(table, &req));
     };
-    if req.qclass() != DNSClass::IN && !block.allow_chaos {
-        return Prepared::Reply(refuse(table, &req));
-    }
     req.zone = block.zone.clone();
     req.server = block.server.clone();
     Prepared::Serve(block.clone(), Box::new(req))
@@ -224,6 +249,18 @@ fn refuse(table: &ZoneTable, req: &Request) -> Vec<u8> {
         r.record(req, ResponseCode::Refused, "", bytes.len(), Instant::now());
     }
     bytes
+}
+
+/// CoreDNS's `edns.Version` answer: the reply header, BADVERS, no question section, and an
+/// OPT record of version 0.
+fn badvers(req: &Request) -> Vec<u8> {
+    let mut m = req.reply();
+    m.queries.clear();
+    m.metadata.response_code = ResponseCode::BADVERS;
+    let mut e = Edns::new();
+    e.set_version(0);
+    m.edns = Some(e);
+    encode(&m)
 }
 
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
@@ -266,28 +303,30 @@ pub fn error_reply(req: &Request, rcode: ResponseCode) -> Vec<u8> {
     fit(req, m, None)
 }
 
-fn response_edns(do_bit: bool) -> Edns {
-    let mut e = Edns::new();
-    e.set_max_payload(ADVERTISED_UDP_SIZE);
-    e.set_dnssec_ok(do_bit);
-    e
-}
-
-/// Give the answer the OPT record the client expects and make it fit the client's buffer:
-/// additional records go first, then answer and authority records from the end, with TC set
-/// when the answer lost records (RFC 2181 §9; CoreDNS's `request.Scrub`). `cap` is a lower UDP
-/// limit a plugin set on the answer ([`crate::plugin::Response::max_udp_size`]).
-fn fit(req: &Request, mut m: Message, cap: Option<u16>) -> Vec<u8> {
+/// Give the answer the OPT record the client expects (CoreDNS's `SizeAndDo`): none when the
+/// query had none; otherwise the plugin's own OPT (keeping its options) or a fresh one, with
+/// version 0, the client's buffer size echoed and the DO bit mirrored. Options the client sent
+/// are not echoed, as CoreDNS drops options that no plugin declared it supports.
+fn size_and_do(req: &Request, m: &mut Message) {
     match req.edns() {
-        Some(_) => {
-            let mut e = m.edns.take().unwrap_or_else(|| response_edns(req.do_bit()));
-            e.set_max_payload(ADVERTISED_UDP_SIZE);
+        Some(asked) => {
+            let mut e = m.edns.take().unwrap_or_default();
+            e.set_max_payload(asked.max_payload());
             e.set_dnssec_ok(req.do_bit());
             e.set_version(0);
             m.edns = Some(e);
         }
         None => m.edns = None,
     }
+}
+
+/// Make the answer fit the client's buffer as miekg/dns's `Msg.Truncate` (CoreDNS's
+/// `request.Scrub`) does: keep the longest run of answer, then authority, then additional
+/// records that fits beside the header, question and OPT record, and set TC when any record
+/// was left out, so that the client retries over TCP (RFC 2181 §9, RFC 7766 §5). `cap` is a
+/// lower UDP limit a plugin set on the answer ([`crate::plugin::Response::max_udp_size`]).
+fn fit(req: &Request, mut m: Message, cap: Option<u16>) -> Vec<u8> {
+    size_and_do(req, &mut m);
     let limit = match cap {
         Some(cap) if req.proto == Proto::Udp => req
             .size()
@@ -298,23 +337,32 @@ fn fit(req: &Request, mut m: Message, cap: Option<u16>) -> Vec<u8> {
     if wire.len() <= limit {
         return wire;
     }
-    while !m.additionals.is_empty() {
-        m.additionals.pop();
-        let wire = encode(&m);
-        if wire.len() <= limit {
-            return wire;
+    let answers = std::mem::take(&mut m.answers);
+    let authorities = std::mem::take(&mut m.authorities);
+    let additionals = std::mem::take(&mut m.additionals);
+    let total = answers.len() + authorities.len() + additionals.len();
+    let fill = |m: &mut Message, keep: usize| {
+        let a = keep.min(answers.len());
+        let n = (keep - a).min(authorities.len());
+        let x = keep - a - n;
+        m.answers = answers[..a].to_vec();
+        m.authorities = authorities[..n].to_vec();
+        m.additionals = additionals[..x].to_vec();
+    };
+    // The longest prefix that fits, by bisection: encoding is the costly step.
+    let (mut lo, mut hi) = (0usize, total);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        fill(&mut m, mid);
+        if encode(&m).len() <= limit {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
     }
+    fill(&mut m, lo);
     m.metadata.truncation = true;
-    loop {
-        if m.authorities.pop().is_none() && m.answers.pop().is_none() {
-            return encode(&m);
-        }
-        let wire = encode(&m);
-        if wire.len() <= limit {
-            return wire;
-        }
-    }
+    encode(&m)
 }
 
 /// Encode a message; a message that cannot be encoded (a record too long for its field, say)
@@ -331,21 +379,467 @@ pub fn encode(m: &Message) -> Vec<u8> {
     fail.to_vec().unwrap_or_default()
 }
 
-/// A reply made from the query's header alone, for queries that could not be parsed: same ID
-/// and opcode, QR set, no sections.
-pub fn header_only_reply(wire: &[u8], rcode: ResponseCode) -> Vec<u8> {
-    let mut out = vec![0u8; 12];
-    out[0] = wire[0];
-    out[1] = wire[1];
-    // QR=1, keep opcode and RD.
-    out[2] = 0x80 | (wire[2] & 0x79);
-    out[3] = u16::from(rcode) as u8 & 0x0f;
+/// The reply miekg/dns writes for a query it rejects: the query's header with QR set; AA, TC,
+/// RA and Z clear; RD, AD and CD kept; opcode QUERY for FORMERR (the query's own for NOTIMP);
+/// no records. `with_question` copies the question when it can be read on its own (the body
+/// failed further on), as miekg keeps what it had unpacked. `wire` holds at least a header.
+pub fn reject(wire: &[u8], rcode: ResponseCode, with_question: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&wire[..12]);
+    let opcode = if rcode == ResponseCode::NotImp {
+        wire[2] & 0x78
+    } else {
+        0
+    };
+    out[2] = 0x80 | opcode | (wire[2] & 0x01);
+    out[3] = (wire[3] & 0x30) | (u16::from(rcode) as u8 & 0x0f);
+    out[4..12].fill(0);
+    if with_question && let Some(end) = question_end(wire) {
+        out[5] = 1;
+        out.extend_from_slice(&wire[12..end]);
+    }
     out
+}
+
+/// Where the first question ends, when it is a plain uncompressed name followed by type and
+/// class (the only form a name at offset 12 can take: there is nothing earlier to point to).
+fn question_end(wire: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    loop {
+        let len = *wire.get(i)? as usize;
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len > 63 || i - 12 + 1 + len > 254 {
+            return None;
+        }
+        i += 1 + len;
+    }
+    let end = i + 4;
+    (end <= wire.len()).then_some(end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::rdata::{A, TXT};
+    use hickory_proto::rr::{Name, RData, Record};
+
+    fn block(zone: &str, allow_chaos: bool) -> Arc<BlockServer> {
+        Arc::new(BlockServer {
+            chain: Chain::default(),
+            zone: Arc::from(zone),
+            server: Arc::from("dns://:53"),
+            allow_chaos,
+            recorder: None,
+        })
+    }
+
+    fn table(zones: &[&str], allow_chaos: bool) -> ZoneTable {
+        let mut t = ZoneTable::default();
+        for z in zones {
+            assert!(t.insert(z.to_string(), None, block(z, allow_chaos)));
+        }
+        t
+    }
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:5353".parse().unwrap()
+    }
+
+    fn query_wire(
+        name: &str,
+        qtype: RecordType,
+        class: DNSClass,
+        edns: Option<(u16, u8)>,
+    ) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = 0x4242;
+        m.metadata.recursion_desired = true;
+        let mut q = Query::query(Name::from_ascii(name).unwrap(), qtype);
+        q.query_class = class;
+        m.queries.push(q);
+        if let Some((size, version)) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e.set_version(version);
+            m.edns = Some(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    enum Want {
+        Zone(&'static str),
+        Rcode(ResponseCode),
+        Drop,
+    }
+
+    fn run(t: &ZoneTable, wire: &[u8], proto: Proto) -> Prepared {
+        prepare(t, wire, addr(), addr(), proto)
+    }
+
+    fn check(t: &ZoneTable, wire: &[u8], want: &Want, what: &str) {
+        match (run(t, wire, Proto::Udp), want) {
+            (Prepared::Serve(b, _), Want::Zone(z)) => assert_eq!(&*b.zone, *z, "{what}"),
+            (Prepared::Reply(bytes), Want::Rcode(rc)) => {
+                let m = Message::from_vec(&bytes).expect(what);
+                // Compared as numbers: BADVERS and BADSIG share 16 (RFC 6891, RFC 8945).
+                assert_eq!(
+                    u16::from(m.metadata.response_code),
+                    u16::from(*rc),
+                    "{what}"
+                );
+                assert_eq!(
+                    m.metadata.id,
+                    u16::from_be_bytes([wire[0], wire[1]]),
+                    "{what}"
+                );
+                assert_eq!(m.metadata.message_type, MessageType::Response, "{what}");
+            }
+            (Prepared::Drop, Want::Drop) => {}
+            (Prepared::Serve(b, _), _) => panic!("{what}: served by {}", b.zone),
+            (Prepared::Reply(b), _) => panic!("{what}: replied {:?}", Message::from_vec(&b)),
+            (Prepared::Drop, _) => panic!("{what}: dropped"),
+        }
+    }
+
+    #[test]
+    fn routing_follows_coredns() {
+        use RecordType::*;
+        let t = table(
+            &[".", "example.org.", "a.example.org.", "example.net."],
+            false,
+        );
+        let no_root = table(&["example.org.", "a.example.org."], false);
+        let in_ = DNSClass::IN;
+        let cases: &[(&ZoneTable, &str, RecordType, Want)] = &[
+            (&t, "example.org.", A, Want::Zone("example.org.")),
+            (&t, "www.EXAMPLE.org.", A, Want::Zone("example.org.")),
+            (&t, "x.a.example.org.", A, Want::Zone("a.example.org.")),
+            (&t, "a.example.org.", A, Want::Zone("a.example.org.")),
+            (&t, "aexample.org.", A, Want::Zone(".")),
+            (&t, "example.com.", A, Want::Zone(".")),
+            (&t, ".", NS, Want::Zone(".")),
+            // DS goes to the highest non-root zone that matches.
+            (&t, "a.example.org.", DS, Want::Zone("example.org.")),
+            (&t, "x.a.example.org.", DS, Want::Zone("example.org.")),
+            (&t, "example.org.", DS, Want::Zone("example.org.")),
+            (&t, "example.com.", DS, Want::Zone(".")),
+            (
+                &no_root,
+                "example.com.",
+                A,
+                Want::Rcode(ResponseCode::Refused),
+            ),
+            (&no_root, "org.", A, Want::Rcode(ResponseCode::Refused)),
+            (&no_root, "b.example.org.", DS, Want::Zone("example.org.")),
+        ];
+        for (tbl, name, qtype, want) in cases {
+            let wire = query_wire(name, *qtype, in_, None);
+            check(tbl, &wire, want, &format!("{name} {qtype}"));
+        }
+    }
+
+    #[test]
+    fn class_edns_and_opcode_checks() {
+        let plain = table(&["."], false);
+        let chaos = table(&["."], true);
+        let ch = DNSClass::CH;
+        let cases: &[(&ZoneTable, Vec<u8>, Want, &str)] = &[
+            (
+                &plain,
+                query_wire("version.bind.", RecordType::TXT, ch, None),
+                Want::Rcode(ResponseCode::Refused),
+                "CH without chaos",
+            ),
+            (
+                &chaos,
+                query_wire("version.bind.", RecordType::TXT, ch, None),
+                Want::Zone("."),
+                "CH with chaos",
+            ),
+            (
+                &plain,
+                query_wire("a.", RecordType::A, DNSClass::HS, None),
+                Want::Rcode(ResponseCode::Refused),
+                "HS",
+            ),
+            // The class check comes before the EDNS version check.
+            (
+                &plain,
+                query_wire("a.", RecordType::A, ch, Some((1232, 1))),
+                Want::Rcode(ResponseCode::Refused),
+                "CH and EDNS1",
+            ),
+            (
+                &plain,
+                query_wire("a.", RecordType::A, DNSClass::IN, Some((1232, 1))),
+                Want::Rcode(ResponseCode::BADVERS),
+                "EDNS1",
+            ),
+            (
+                &plain,
+                query_wire("a.", RecordType::A, DNSClass::IN, Some((1232, 0))),
+                Want::Zone("."),
+                "EDNS0",
+            ),
+        ];
+        for (tbl, wire, want, what) in cases {
+            check(tbl, wire, want, what);
+        }
+    }
+
+    #[test]
+    fn header_level_rejections_match_miekg() {
+        let t = table(&["."], false);
+        let good = query_wire("example.org.", RecordType::A, DNSClass::IN, None);
+        let with = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut w = good.clone();
+            f(&mut w);
+            w
+        };
+        let set16 =
+            |w: &mut Vec<u8>, at: usize, v: u16| w[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        let cases: Vec<(Vec<u8>, Want, &str)> = vec![
+            (vec![], Want::Drop, "empty"),
+            (good[..11].to_vec(), Want::Drop, "short header"),
+            (with(&|w| w[2] |= 0x80), Want::Drop, "a response"),
+            (
+                with(&|w| w[2] |= 2 << 3),
+                Want::Rcode(ResponseCode::NotImp),
+                "STATUS opcode",
+            ),
+            (
+                with(&|w| w[2] |= 5 << 3),
+                Want::Rcode(ResponseCode::NotImp),
+                "UPDATE opcode",
+            ),
+            (with(&|w| w[2] |= 4 << 3), Want::Zone("."), "NOTIFY opcode"),
+            (
+                with(&|w| set16(w, 4, 0)),
+                Want::Rcode(ResponseCode::FormErr),
+                "QDCOUNT 0",
+            ),
+            (
+                with(&|w| set16(w, 4, 2)),
+                Want::Rcode(ResponseCode::FormErr),
+                "QDCOUNT 2",
+            ),
+            (
+                with(&|w| set16(w, 6, 2)),
+                Want::Rcode(ResponseCode::FormErr),
+                "ANCOUNT 2",
+            ),
+            (
+                with(&|w| set16(w, 8, 2)),
+                Want::Rcode(ResponseCode::FormErr),
+                "NSCOUNT 2",
+            ),
+            (
+                with(&|w| set16(w, 10, 3)),
+                Want::Rcode(ResponseCode::FormErr),
+                "ARCOUNT 3",
+            ),
+            (
+                with(&|w| set16(w, 10, 1)),
+                Want::Rcode(ResponseCode::FormErr),
+                "missing OPT",
+            ),
+            (
+                good[..good.len() - 2].to_vec(),
+                Want::Rcode(ResponseCode::FormErr),
+                "cut question",
+            ),
+            (
+                [&good[..12], &[0xc0, 0x0c, 0, 1, 0, 1][..]].concat(),
+                Want::Rcode(ResponseCode::FormErr),
+                "pointer to itself",
+            ),
+        ];
+        for (wire, want, what) in &cases {
+            check(&t, wire, want, what);
+        }
+    }
+
+    #[test]
+    fn rejected_replies_have_miekgs_shape() {
+        // RD, AD, CD set; TC and RA set too (must not come back).
+        let mut q = query_wire("example.org.", RecordType::A, DNSClass::IN, None);
+        q[2] |= 0x03;
+        q[3] |= 0xb0;
+        q[2] |= 5 << 3;
+        let r = reject(&q, ResponseCode::NotImp, false);
+        assert_eq!(r.len(), 12);
+        assert_eq!(r[2], 0x80 | (5 << 3) | 0x01, "QR, opcode kept, RD");
+        assert_eq!(r[3], 0x30 | 4, "AD, CD, NOTIMP");
+        let r = reject(&q, ResponseCode::FormErr, true);
+        assert_eq!(r[2], 0x81, "FORMERR answers with opcode QUERY");
+        assert_eq!(&r[4..6], &[0, 1]);
+        assert_eq!(&r[12..], &q[12..]);
+        // A question that cannot be read is left out.
+        let bad = [&q[..12], &[0x40, b'x'][..]].concat();
+        assert_eq!(reject(&bad, ResponseCode::FormErr, true).len(), 12);
+    }
+
+    #[test]
+    fn badvers_has_no_question_and_an_edns0_opt() {
+        let t = table(&["."], false);
+        let wire = query_wire("a.", RecordType::A, DNSClass::IN, Some((1232, 1)));
+        let Prepared::Reply(bytes) = run(&t, &wire, Proto::Udp) else {
+            panic!("no reply")
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(u16::from(m.metadata.response_code), 16);
+        assert!(m.queries.is_empty());
+        assert_eq!(m.edns.as_ref().map(|e| e.version()), Some(0));
+    }
+
+    fn request(edns: Option<u16>, do_bit: bool, proto: Proto) -> Request {
+        let mut m = Message::query();
+        m.metadata.id = 7;
+        m.queries.push(Query::query(
+            Name::from_ascii("big.example.").unwrap(),
+            RecordType::A,
+        ));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e.set_dnssec_ok(do_bit);
+            m.edns = Some(e);
+        }
+        Request::new(m, addr(), addr(), proto, 40).unwrap()
+    }
+
+    fn big_answer(req: &Request, answers: usize, extras: usize) -> Outcome {
+        let mut m = req.reply();
+        let name = Name::from_ascii("big.example.").unwrap();
+        for i in 0..answers {
+            m.answers.push(Record::from_rdata(
+                name.clone(),
+                60,
+                RData::A(A::new(10, 0, (i / 256) as u8, i as u8)),
+            ));
+        }
+        for i in 0..extras {
+            m.additionals.push(Record::from_rdata(
+                name.clone(),
+                60,
+                RData::TXT(TXT::new(vec![format!("{i:0>100}")])),
+            ));
+        }
+        Ok(crate::plugin::Response::new(m, "test"))
+    }
+
+    #[test]
+    fn answers_fit_the_clients_buffer() {
+        // (edns size, proto, answers, extras) -> (bytes at most, TC, answers kept at least)
+        let cases = [
+            (None, Proto::Udp, 10, 0, 512, false, 10),
+            (None, Proto::Udp, 100, 0, 512, true, 20),
+            (Some(4096), Proto::Udp, 100, 0, 4096, false, 100),
+            (Some(1232), Proto::Udp, 100, 0, 1232, true, 60),
+            (Some(100), Proto::Udp, 100, 0, 512, true, 20),
+            // Dropped additional records alone set TC too (miekg's Truncate).
+            (Some(1232), Proto::Udp, 5, 20, 1232, true, 5),
+            (None, Proto::Tcp, 1000, 0, 65535, false, 1000),
+        ];
+        for (edns, proto, answers, extras, max, tc, min_kept) in cases {
+            let req = request(edns, false, proto);
+            let bytes = finish(&req, big_answer(&req, answers, extras));
+            let m = Message::from_vec(&bytes).unwrap();
+            let what = format!("{edns:?} {proto:?} {answers}+{extras}");
+            assert!(bytes.len() <= max, "{what}: {} bytes", bytes.len());
+            assert_eq!(m.metadata.truncation, tc, "{what}");
+            assert!(
+                m.answers.len() >= min_kept,
+                "{what}: kept {}",
+                m.answers.len()
+            );
+            assert_eq!(m.edns.is_some(), edns.is_some(), "{what}");
+            assert_eq!(m.metadata.id, 7);
+        }
+    }
+
+    #[test]
+    fn opt_echoes_the_clients_size_and_do_bit() {
+        for (size, do_bit) in [(1232u16, false), (4096, true), (512, true)] {
+            let req = request(Some(size), do_bit, Proto::Udp);
+            let m = Message::from_vec(&finish(&req, big_answer(&req, 1, 0))).unwrap();
+            let e = m.edns.expect("OPT");
+            assert_eq!(e.max_payload(), size);
+            assert_eq!(e.flags().dnssec_ok, do_bit);
+            assert_eq!(e.version(), 0);
+        }
+    }
+
+    #[test]
+    fn failures_become_error_replies_or_silence() {
+        let req = request(Some(1232), false, Proto::Udp);
+        let m =
+            Message::from_vec(&finish(&req, Err(Failure::new(ResponseCode::ServFail)))).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        assert_eq!(m.queries.len(), 1);
+        assert!(m.edns.is_some());
+        assert!(finish(&req, Err(Failure::no_reply())).is_empty());
+    }
+
+    /// An in-process cousin of `fuzz/fuzz_targets/query.rs`: mutated queries through `prepare`
+    /// and `finish` must always come out as a drop or a well-formed, bounded reply.
+    #[test]
+    fn mutated_queries_never_panic() {
+        let t = table(&[".", "example.org."], false);
+        let seeds = [
+            query_wire("www.example.org.", RecordType::A, DNSClass::IN, None),
+            query_wire(
+                "example.org.",
+                RecordType::DS,
+                DNSClass::IN,
+                Some((1232, 0)),
+            ),
+            query_wire("a.b.c.", RecordType::TXT, DNSClass::CH, Some((4096, 1))),
+        ];
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let mut w = seeds[round % seeds.len()].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let r = next();
+                match r % 4 {
+                    0 if !w.is_empty() => {
+                        let i = (r >> 8) as usize % w.len();
+                        w[i] = (r >> 32) as u8;
+                    }
+                    1 => w.truncate((r >> 8) as usize % (w.len() + 1)),
+                    2 => w.push((r >> 8) as u8),
+                    _ => w.insert((r >> 8) as usize % (w.len() + 1), 0xc0),
+                }
+            }
+            for proto in [Proto::Udp, Proto::Tcp] {
+                match run(&t, &w, proto) {
+                    Prepared::Serve(_, req) => {
+                        let mut m = req.reply();
+                        m.additionals.extend(req.msg.additionals.iter().cloned());
+                        let bytes = finish(&req, Ok(crate::plugin::Response::new(m, "t")));
+                        assert!(bytes.len() <= req.size());
+                        assert!(Message::from_vec(&bytes).is_ok());
+                    }
+                    Prepared::Reply(bytes) => {
+                        assert!(bytes.len() >= 12);
+                        assert_eq!(&bytes[..2], &w[..2]);
+                        assert!(bytes[2] & 0x80 != 0);
+                    }
+                    Prepared::Drop => assert!(w.len() < 12 || w[2] & 0x80 != 0),
+                }
+            }
+        }
+    }
 
     #[test]
     fn reverse_network_filter() {
@@ -355,15 +849,5 @@ mod tests {
         assert!(!in_reverse_network("32.0.0.10.in-addr.arpa.", net));
         assert!(in_reverse_network("0.0.10.in-addr.arpa.", net));
         assert!(!in_reverse_network("example.org.", net));
-    }
-
-    #[test]
-    fn header_only_reply_keeps_id_and_sets_qr() {
-        let q = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff];
-        let r = header_only_reply(&q, ResponseCode::FormErr);
-        assert_eq!(&r[..2], &[0x12, 0x34]);
-        assert_eq!(r[2], 0x81);
-        assert_eq!(r[3], 1);
-        assert_eq!(r.len(), 12);
     }
 }

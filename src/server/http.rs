@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -12,35 +13,57 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::Stop;
 
 use crate::plugin::setup::HttpHandler;
 
 /// The routes served on one address.
 pub type Routes = Arc<Vec<(&'static str, HttpHandler)>>;
 
-/// Bind an HTTP listener (before serving, so start-up fails on a taken port).
+/// Bind an HTTP listener (before serving, so start-up fails on a taken port). SO_REUSEADDR, as
+/// Go sets it, so that a restarted server can bind while old connections sit in TIME_WAIT.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(128)?;
+    Ok(sock.into())
 }
 
-pub async fn run(listener: std::net::TcpListener, routes: Routes) {
+/// Serve until `stop` fires. The routes are read through `routes` on every request, so a
+/// reload that keeps this address swaps the handlers without closing the listener.
+pub async fn run(
+    listener: std::net::TcpListener,
+    routes: Arc<ArcSwap<Vec<(&'static str, HttpHandler)>>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.stopped() => return,
+        };
+        let Ok((stream, _)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         let routes = routes.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let routes = routes.clone();
+                let routes = routes.load_full();
                 async move { Ok::<_, Infallible>(respond(&routes, req.uri().path())) }
             });
+            // A client that never finishes its request headers (a slowloris on /metrics)
+            // is cut off instead of holding the connection forever.
             let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

@@ -4,12 +4,17 @@
 pub mod dispatch;
 pub mod http;
 pub mod mmsg;
+pub mod running;
 pub mod tcp;
 pub mod udp;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::corefile::{Corefile, Directive, Error, Scheme, ServerKey, parse_key};
 use crate::plugin::order::{ORDER, setup_fn};
@@ -17,13 +22,97 @@ use crate::plugin::setup::{BlockConfig, Setup, Shared};
 use crate::plugin::{Chain, Plugin};
 use dispatch::{BlockServer, ZoneTable};
 
+/// How long shutdown (and a listener that a reload drops) waits for queries in flight, as
+/// CoreDNS's `graceTimeout`.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts queries whose answer is still being computed (those that wait, such as forwarded
+/// ones), so that shutdown can let them finish.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight(())
+    }
+
+    pub fn count() -> usize {
+        IN_FLIGHT.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A listener's stop signal: it stops when the value turns true or the sender is gone.
+pub trait Stop {
+    fn stopped(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Stop for watch::Receiver<bool> {
+    async fn stopped(&mut self) {
+        let _ = self.wait_for(|stop| *stop).await;
+    }
+}
+
 /// A listening address and the zones it serves.
 pub struct Listener {
     pub scheme: Scheme,
     pub addr: SocketAddr,
     pub table: Arc<ZoneTable>,
-    /// The keys as the banner prints them (`.:53`).
-    pub keys: Vec<String>,
+}
+
+impl Listener {
+    /// CoreDNS's start-up lines for this listener (`startUpZones`): one per zone, sorted,
+    /// `ZONE:PORT`, with ` on IP` when bound to one address, and a warning before zones that do
+    /// not follow RFC 1035's preferred syntax.
+    pub fn banner(&self) -> String {
+        let mut zones: Vec<&str> = self.table.zones().collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let prefix = match self.scheme {
+            Scheme::Dns => String::new(),
+            s => format!("{}://", s.as_str()),
+        };
+        let mut out = String::new();
+        for zone in zones {
+            if !preferred_syntax(zone) {
+                out.push_str(&format!(
+                    "Warning: Domain {zone:?} does not follow RFC1035 preferred syntax\n"
+                ));
+            }
+            let port = self.addr.port();
+            if self.addr.ip().is_unspecified() {
+                out.push_str(&format!("{prefix}{zone}:{port}\n"));
+            } else {
+                out.push_str(&format!("{prefix}{zone}:{port} on {}\n", self.addr.ip()));
+            }
+        }
+        out
+    }
+}
+
+/// RFC 1035 §2.3.1's preferred name syntax, which CoreDNS checks zones against at start-up;
+/// the root and reverse zones always pass.
+fn preferred_syntax(zone: &str) -> bool {
+    if zone == "." || zone.ends_with(".in-addr.arpa.") || zone.ends_with(".ip6.arpa.") {
+        return true;
+    }
+    let Some(body) = zone.strip_suffix('.') else {
+        return false;
+    };
+    body.split('.').all(|label| {
+        let b = label.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphabetic()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    })
 }
 
 /// A configuration ready to serve.
@@ -89,6 +178,11 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                 }
             }
         }
+        // CoreDNS lets other classes than IN through when `chaos` or `forward` is loaded.
+        let allow_chaos = cfg.allow_chaos
+            || plugins
+                .iter()
+                .any(|p| matches!(p.name(), "chaos" | "forward"));
         let chain = Chain { plugins };
         chains.push(chain.clone());
 
@@ -114,6 +208,7 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
+                // The `server` label of CoreDNS's metrics: `dns://:53`, `dns://127.0.0.1:53`.
                 let label = if ip.is_unspecified() {
                     format!("{}://:{port}", key.scheme.as_str())
                 } else {
@@ -125,7 +220,6 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                         scheme: key.scheme,
                         addr,
                         table: Arc::new(ZoneTable::default()),
-                        keys: Vec::new(),
                     });
                 let observers = &cfg.observers;
                 let recorder = observers.iter().fold(None, |r, o| {
@@ -136,7 +230,7 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                     chain: chain.clone(),
                     zone: Arc::from(key.zone.as_str()),
                     server: Arc::from(label.as_str()),
-                    allow_chaos: cfg.allow_chaos,
+                    allow_chaos,
                     recorder,
                 });
                 let table =
@@ -154,10 +248,6 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                         ),
                     ));
                 }
-                let shown = format!("{}:{port}", key.original_zone_for_banner());
-                if !listener.keys.contains(&shown) {
-                    listener.keys.push(shown);
-                }
             }
         }
     }
@@ -166,18 +256,4 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
         listeners: listeners.into_values().collect(),
         shared: shared.clone(),
     })
-}
-
-trait BannerName {
-    fn original_zone_for_banner(&self) -> String;
-}
-
-impl BannerName for ServerKey {
-    /// The banner shows `scheme://zone` for non-DNS schemes and the bare zone for DNS.
-    fn original_zone_for_banner(&self) -> String {
-        match self.scheme {
-            Scheme::Dns => self.zone.clone(),
-            s => format!("{}://{}", s.as_str(), self.zone),
-        }
-    }
 }

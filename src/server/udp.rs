@@ -13,10 +13,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use std::os::fd::AsRawFd;
 
+use arc_swap::ArcSwap;
 use tokio::io::Interest;
+use tokio::sync::watch;
 
 use super::dispatch::{Prepared, ZoneTable, prepare, serve};
 use super::mmsg::{self, RecvBatch};
+use super::{InFlight, Stop};
 use crate::plugin::Proto;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -39,8 +42,13 @@ fn bind_one(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
-/// Serve one socket on a thread of its own until the process exits.
-pub fn spawn(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()> {
+/// Serve one socket on a thread of its own until `stop` fires. The zone table is read through
+/// `table` for every batch, so a reload swaps it under a running socket.
+pub fn spawn(
+    sock: std::net::UdpSocket,
+    table: Arc<ArcSwap<ZoneTable>>,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -48,28 +56,42 @@ pub fn spawn(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()>
         .name("ferrodns-udp".into())
         .spawn(move || {
             rt.block_on(async move {
-                if let Err(e) = run(sock, table).await {
+                if let Err(e) = run(sock, table, stop).await {
                     crate::error!("udp listener: {e}");
+                }
+                // Answers still being computed on this thread's runtime go out before the
+                // runtime (and the socket) is dropped.
+                let deadline = tokio::time::Instant::now() + super::GRACE;
+                while InFlight::count() > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             })
         })?;
     Ok(())
 }
 
-async fn run(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()> {
+async fn run(
+    sock: std::net::UdpSocket,
+    table: Arc<ArcSwap<ZoneTable>>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let sock = Arc::new(tokio::net::UdpSocket::from_std(sock)?);
     let local = sock.local_addr()?;
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
     loop {
-        sock.readable().await?;
+        tokio::select! {
+            ready = sock.readable() => ready?,
+            _ = stop.stopped() => return Ok(()),
+        }
         let n = match sock.try_io(Interest::READABLE, || batch.recv(fd)) {
             Ok(n) => n,
             // WouldBlock (readiness was stale) or a transient error such as an ICMP report
             // from an earlier send: keep serving.
             Err(_) => continue,
         };
+        let table = table.load();
         for i in 0..n {
             let Some((wire, src)) = batch.get(i) else {
                 continue;
@@ -84,7 +106,9 @@ async fn run(sock: std::net::UdpSocket, table: Arc<ZoneTable>) -> io::Result<()>
                         Poll::Ready(bytes) => out.push((bytes, src)),
                         Poll::Pending => {
                             let sock = sock.clone();
+                            let guard = InFlight::start();
                             tokio::spawn(async move {
+                                let _guard = guard;
                                 let bytes = fut.await;
                                 if !bytes.is_empty() {
                                     send(&sock, &bytes, src).await;

@@ -366,3 +366,17 @@ pub fn tcp_exchange_from(
     let raw = read_frame(&mut s)?;
     Message::from_vec(&raw).ok()
 }
+
+impl Server {
+    /// Like [`Server::wait_stdout`], waiting up to `secs` seconds.
+    pub fn wait_stdout_for(&self, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let out = self.stdout_text();
+            if out.contains(needle) || Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
