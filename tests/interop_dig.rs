@@ -167,10 +167,14 @@ fn kdig_edns_sizes() {
     }
 }
 
-/// A 244-octet name makes whoami's answer 545 octets: over 512 without EDNS, so UDP answers
-/// are truncated (TC, the SRV record left out) and both clients retry over TCP.
-fn long_name() -> String {
-    vec!["a".repeat(60); 4].join(".")
+/// `big.example.` has 40 addresses: 12 + 17 + 40 * 16 = 669 octets, over 512 without EDNS, so
+/// UDP answers keep the 30 records that fit, set TC, and both clients retry over TCP.
+fn big_answer_corefile() -> String {
+    let mut hosts = String::new();
+    for i in 1..=40 {
+        hosts.push_str(&format!("        192.0.2.{i} big.example\n"));
+    }
+    format!(".:PORT {{\n    hosts {{\n{hosts}    }}\n}}\n")
 }
 
 #[test]
@@ -178,10 +182,16 @@ fn dig_falls_back_to_tcp_on_truncation() {
     if !require("dig") {
         return;
     }
-    let srv = Server::start(COREFILE);
+    let srv = Server::start(&big_answer_corefile());
     let port = srv.port.to_string();
-    let name = long_name();
-    let base = ["@127.0.0.1", "-p", &port, &name, "+tries=1", "+time=3"];
+    let base = [
+        "@127.0.0.1",
+        "-p",
+        &port,
+        "big.example",
+        "+tries=1",
+        "+time=3",
+    ];
     let with = |extra: &[&str]| {
         let mut a = args(&base);
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -189,14 +199,15 @@ fn dig_falls_back_to_tcp_on_truncation() {
     };
     let truncated = with(&["+noedns", "+ignore"]);
     assert!(truncated.contains("flags: qr aa tc rd;"), "{truncated}");
-    assert!(truncated.contains("ADDITIONAL: 1"), "{truncated}");
+    assert!(truncated.contains("ANSWER: 30"), "{truncated}");
     let retried = with(&["+noedns"]);
     assert!(
         retried.contains(";; Truncated, retrying in TCP mode."),
         "{retried}"
     );
     assert!(retried.contains("flags: qr aa rd;"), "{retried}");
-    assert!(retried.contains("MSG SIZE  rcvd: 545"), "{retried}");
+    assert!(retried.contains("ANSWER: 40"), "{retried}");
+    assert!(retried.contains("MSG SIZE  rcvd: 669"), "{retried}");
     // A large enough EDNS buffer needs no retry.
     let big = with(&["+bufsize=1232"]);
     assert!(!big.contains("Truncated"), "{big}");
@@ -208,16 +219,15 @@ fn kdig_falls_back_to_tcp_on_truncation() {
     if !require("kdig") {
         return;
     }
-    let srv = Server::start(COREFILE);
+    let srv = Server::start(&big_answer_corefile());
     let port = srv.port.to_string();
-    let name = long_name();
     let out = Command::new("kdig")
-        .args(["@127.0.0.1", "-p", &port, &name, "+noedns"])
+        .args(["@127.0.0.1", "-p", &port, "big.example", "+noedns"])
         .output()
         .expect("run kdig");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("truncated reply"), "{stderr}");
     assert!(stdout.contains("(TCP)"), "{stdout}");
-    assert!(stdout.contains("Received 545 B"), "{stdout}");
+    assert!(stdout.contains("Received 669 B"), "{stdout}");
 }
