@@ -199,7 +199,7 @@ fn ready_turns_503_in_lameduck_while_health_stays_ok() {
     assert!(srv.alive());
     let out = srv.wait_stdout("Going into lameduck mode");
     assert!(
-        out.contains("[INFO] Going into lameduck mode for 2s"),
+        out.contains("[INFO] plugin/health: Going into lameduck mode for 2s"),
         "{out}"
     );
 }
