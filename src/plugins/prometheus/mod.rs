@@ -20,9 +20,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::plugin::observe::{BlockObserver, QueryRecorder};
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult};
 use crate::plugin::{Chain, Proto, Request};
-use crate::server::dispatch::{BlockObserver, QueryRecorder};
 use histogram::Histogram;
 
 /// Where metrics are served when no address is given.

@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::plugin::observe::{BlockObserver, QueryRecorder};
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult, Shared};
 use crate::plugin::{Chain, Plugin};
 use crate::plugins::prometheus::listen_addr;
-use crate::server::dispatch::{BlockObserver, QueryRecorder};
 
 const DEFAULT_ADDR: &str = ":8181";
 
