@@ -156,12 +156,13 @@ struct RcodeLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Durations are observed in nanoseconds and exported in seconds.
 fn time_histogram() -> Histogram {
-    Histogram::new(&TIME_BUCKETS)
+    Histogram::new(&TIME_BUCKETS, 1e-9)
 }
 
 fn size_histogram() -> Histogram {
-    Histogram::new(&SIZE_BUCKETS)
+    Histogram::new(&SIZE_BUCKETS, 1.0)
 }
 
 /// CoreDNS's core metrics, registered once per process (see [`crate::metrics`]).
@@ -495,19 +496,19 @@ impl QueryRecorder for Recorder {
             .inc();
         self.duration
             .get_or_init(|| m.duration.get_or_create_owned(&self.zone_labels()))
-            .observe(start.elapsed().as_secs_f64());
+            .observe_units(start.elapsed().as_nanos() as u64);
         self.response_size[proto]
             .get_or_init(|| {
                 m.response_size
                     .get_or_create_owned(&self.proto_labels(req.proto))
             })
-            .observe(size as f64);
+            .observe_units(size as u64);
         self.request_size[proto]
             .get_or_init(|| {
                 m.request_size
                     .get_or_create_owned(&self.proto_labels(req.proto))
             })
-            .observe(req.wire_len as f64);
+            .observe_units(req.wire_len as u64);
         self.response_counter(u16::from(rcode), plugin).inc();
     }
 }
