@@ -20,7 +20,21 @@ pub type Routes = Arc<Vec<(&'static str, HttpHandler)>>;
 
 /// Bind an HTTP listener (before serving, so start-up fails on a taken port).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
+    let l = match std::net::TcpListener::bind(addr) {
+        // `:8080` means every address; on a host without IPv6, that is every IPv4 address.
+        Err(e)
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                ) =>
+        {
+            std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, addr.port()))
+                .map_err(|_| e)?
+        }
+        other => other?,
+    };
     l.set_nonblocking(true)?;
     Ok(l)
 }
