@@ -7,6 +7,7 @@
 //! the counter handles it has already resolved, so a query costs atomic adds, not label lookups.
 
 pub mod histogram;
+pub mod process;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
@@ -199,6 +200,7 @@ impl DnsMetrics {
             ),
             build_info,
         );
+        reg.register_collector(Box::new(process::ProcessCollector));
         reg.register(
             "coredns_panics",
             help("A metrics that counts the number of panics."),
