@@ -201,11 +201,19 @@ impl DnsMetrics {
             build_info,
         );
         reg.register_collector(Box::new(process::ProcessCollector));
+        let panics = Counter::<u64>::default();
         reg.register(
             "coredns_panics",
             help("A metrics that counts the number of panics."),
-            Counter::<u64>::default(),
+            panics.clone(),
         );
+        // Count every panic, then report it as before. Registration happens once per process
+        // (see `Metrics::family`), so the hook is chained once.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics.inc();
+            previous(info);
+        }));
         let m = DnsMetrics {
             plugin_enabled: Family::default(),
             requests: Family::default(),
