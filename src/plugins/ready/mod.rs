@@ -94,6 +94,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         }
     }
 
+    // `Metrics::family` is the process's one-instance-per-type store: it registers nothing
+    // here, it just hands every block (and a reload) the same list.
     let list = c.shared.metrics.family(|_| ReadyList::default());
     list.0
         .lock()
