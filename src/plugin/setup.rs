@@ -88,9 +88,9 @@ pub struct BlockConfig {
     pub observers: Vec<Observer>,
 }
 
-/// A [`BlockObserver`](crate::server::dispatch::BlockObserver) kept in a [`BlockConfig`].
+/// A [`BlockObserver`](crate::plugin::observe::BlockObserver) kept in a [`BlockConfig`].
 #[derive(Clone)]
-pub struct Observer(pub Arc<dyn crate::server::dispatch::BlockObserver>);
+pub struct Observer(pub Arc<dyn crate::plugin::observe::BlockObserver>);
 
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

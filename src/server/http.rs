@@ -26,12 +26,32 @@ pub type Routes = Arc<Vec<(&'static str, HttpHandler)>>;
 /// Go sets it, so that a restarted server can bind while old connections sit in TIME_WAIT.
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())?;
-    sock.listen(128)?;
-    Ok(sock.into())
+    let listen = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(128)?;
+        Ok(sock.into())
+    };
+    match listen(addr) {
+        // `:8080` means every address; on a host without IPv6, that is every IPv4 address.
+        Err(e)
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                ) =>
+        {
+            listen(SocketAddr::new(
+                std::net::Ipv4Addr::UNSPECIFIED.into(),
+                addr.port(),
+            ))
+            .map_err(|_| e)
+        }
+        other => other,
+    }
 }
 
 /// Serve until `stop` fires. The routes are read through `routes` on every request, so a

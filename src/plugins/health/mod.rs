@@ -34,7 +34,7 @@ pub struct HealthMetrics {
 impl HealthMetrics {
     fn register(reg: &mut Registry) -> Self {
         let m = HealthMetrics {
-            duration: Histogram::new(&SLIM_TIME_BUCKETS),
+            duration: Histogram::new(&SLIM_TIME_BUCKETS, 1e-9),
             failures: Counter::default(),
         };
         // prometheus-client adds the final period of each help text.
@@ -136,7 +136,7 @@ async fn self_check(endpoint: Weak<Endpoint>) {
         let start = Instant::now();
         let result = tokio::task::spawn_blocking(move || fetch(addr)).await;
         let elapsed = start.elapsed();
-        ep.metrics.duration.observe(elapsed.as_secs_f64());
+        ep.metrics.duration.observe_units(elapsed.as_nanos() as u64);
         match result {
             Ok(Ok(())) => {
                 if elapsed > SLOW_CHECK {

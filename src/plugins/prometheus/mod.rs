@@ -7,6 +7,7 @@
 //! the counter handles it has already resolved, so a query costs atomic adds, not label lookups.
 
 pub mod histogram;
+pub mod process;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
@@ -20,9 +21,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::plugin::observe::{BlockObserver, QueryRecorder};
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult};
 use crate::plugin::{Chain, Proto, Request};
-use crate::server::dispatch::{BlockObserver, QueryRecorder};
 use histogram::Histogram;
 
 /// Where metrics are served when no address is given.
@@ -156,12 +157,13 @@ struct RcodeLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Durations are observed in nanoseconds and exported in seconds.
 fn time_histogram() -> Histogram {
-    Histogram::new(&TIME_BUCKETS)
+    Histogram::new(&TIME_BUCKETS, 1e-9)
 }
 
 fn size_histogram() -> Histogram {
-    Histogram::new(&SIZE_BUCKETS)
+    Histogram::new(&SIZE_BUCKETS, 1.0)
 }
 
 /// CoreDNS's core metrics, registered once per process (see [`crate::metrics`]).
@@ -198,11 +200,20 @@ impl DnsMetrics {
             ),
             build_info,
         );
+        reg.register_collector(Box::new(process::ProcessCollector));
+        let panics = Counter::<u64>::default();
         reg.register(
             "coredns_panics",
             help("A metrics that counts the number of panics."),
-            Counter::<u64>::default(),
+            panics.clone(),
         );
+        // Count every panic, then report it as before. Registration happens once per process
+        // (see `Metrics::family`), so the hook is chained once.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            panics.inc();
+            previous(info);
+        }));
         let m = DnsMetrics {
             plugin_enabled: Family::default(),
             requests: Family::default(),
@@ -495,19 +506,19 @@ impl QueryRecorder for Recorder {
             .inc();
         self.duration
             .get_or_init(|| m.duration.get_or_create_owned(&self.zone_labels()))
-            .observe(start.elapsed().as_secs_f64());
+            .observe_units(start.elapsed().as_nanos() as u64);
         self.response_size[proto]
             .get_or_init(|| {
                 m.response_size
                     .get_or_create_owned(&self.proto_labels(req.proto))
             })
-            .observe(size as f64);
+            .observe_units(size as u64);
         self.request_size[proto]
             .get_or_init(|| {
                 m.request_size
                     .get_or_create_owned(&self.proto_labels(req.proto))
             })
-            .observe(req.wire_len as f64);
+            .observe_units(req.wire_len as u64);
         self.response_counter(u16::from(rcode), plugin).inc();
     }
 }

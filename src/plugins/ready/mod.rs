@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::plugin::observe::{BlockObserver, QueryRecorder};
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult, Shared};
 use crate::plugin::{Chain, Plugin};
 use crate::plugins::prometheus::listen_addr;
-use crate::server::dispatch::{BlockObserver, QueryRecorder};
 
 const DEFAULT_ADDR: &str = ":8181";
 
@@ -94,6 +94,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         }
     }
 
+    // `Metrics::family` is the process's one-instance-per-type store: it registers nothing
+    // here, it just hands every block (and a reload) the same list.
     let list = c.shared.metrics.family(|_| ReadyList::default());
     list.0
         .lock()
