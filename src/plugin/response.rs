@@ -21,6 +21,12 @@ pub struct Response {
     pub plugin: &'static str,
 }
 
+/// What the server sends: pre-encoded bytes or a message to encode.
+pub enum Form {
+    Wire(Vec<u8>),
+    Message(Message),
+}
+
 #[derive(Clone, Debug)]
 enum Body {
     Parsed(Message),
@@ -83,10 +89,10 @@ impl Response {
     }
 
     /// The wire form when the answer has one, otherwise the parsed message (for the server).
-    pub fn into_wire(self) -> Result<Vec<u8>, Message> {
+    pub fn into_form(self) -> Form {
         match self.body {
-            Body::Wire { bytes, .. } => Ok(bytes),
-            Body::Parsed(m) => Err(m),
+            Body::Wire { bytes, .. } => Form::Wire(bytes),
+            Body::Parsed(m) => Form::Message(m),
         }
     }
 
@@ -145,6 +151,6 @@ mod tests {
         r.message_mut().metadata.response_code = ResponseCode::NoError;
         assert!(r.wire().is_none());
         assert_eq!(r.rcode(), ResponseCode::NoError);
-        assert!(r.into_wire().is_err());
+        assert!(matches!(r.into_form(), Form::Message(_)));
     }
 }

@@ -194,37 +194,40 @@ pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
 /// Turn a chain outcome into the bytes to send; empty when nothing must be sent.
 pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
     match outcome {
-        Ok(resp) => match resp.into_wire() {
-            // A pre-encoded answer (a cache hit): patch the ID, set QR, add the client's OPT
-            // and send it as is when it fits; only an answer too big for the client goes
-            // through parsing and `fit`.
-            Ok(mut wire) if wire.len() >= 12 => {
-                wire[..2].copy_from_slice(&req.id().to_be_bytes());
-                wire[2] |= 0x80;
-                if req.edns().is_some() {
-                    // OPT: root owner, type 41, our UDP size as class, extended rcode 0,
-                    // version 0, the DO bit echoed, no options.
-                    let size = ADVERTISED_UDP_SIZE.to_be_bytes();
-                    let flags: u8 = if req.do_bit() { 0x80 } else { 0 };
-                    wire.extend_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]);
-                    let arcount = u16::from_be_bytes([wire[10], wire[11]]).wrapping_add(1);
-                    wire[10..12].copy_from_slice(&arcount.to_be_bytes());
+        Ok(resp) => {
+            use crate::plugin::response::Form;
+            match resp.into_form() {
+                // A pre-encoded answer (a cache hit): patch the ID, set QR, add the client's OPT
+                // and send it as is when it fits; only an answer too big for the client goes
+                // through parsing and `fit`.
+                Form::Wire(mut wire) if wire.len() >= 12 => {
+                    wire[..2].copy_from_slice(&req.id().to_be_bytes());
+                    wire[2] |= 0x80;
+                    if req.edns().is_some() {
+                        // OPT: root owner, type 41, our UDP size as class, extended rcode 0,
+                        // version 0, the DO bit echoed, no options.
+                        let size = ADVERTISED_UDP_SIZE.to_be_bytes();
+                        let flags: u8 = if req.do_bit() { 0x80 } else { 0 };
+                        wire.extend_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]);
+                        let arcount = u16::from_be_bytes([wire[10], wire[11]]).wrapping_add(1);
+                        wire[10..12].copy_from_slice(&arcount.to_be_bytes());
+                    }
+                    if wire.len() <= req.size() {
+                        return wire;
+                    }
+                    match Message::from_vec(&wire) {
+                        Ok(m) => fit(req, m),
+                        Err(_) => error_reply(req, ResponseCode::ServFail),
+                    }
                 }
-                if wire.len() <= req.size() {
-                    return wire;
-                }
-                match Message::from_vec(&wire) {
-                    Ok(m) => fit(req, m),
-                    Err(_) => error_reply(req, ResponseCode::ServFail),
+                Form::Wire(_) => error_reply(req, ResponseCode::ServFail),
+                Form::Message(mut m) => {
+                    m.metadata.id = req.id();
+                    m.metadata.message_type = MessageType::Response;
+                    fit(req, m)
                 }
             }
-            Ok(_) => error_reply(req, ResponseCode::ServFail),
-            Err(mut m) => {
-                m.metadata.id = req.id();
-                m.metadata.message_type = MessageType::Response;
-                fit(req, m)
-            }
-        },
+        }
         Err(Failure { reply: false, .. }) => Vec::new(),
         Err(Failure { rcode, .. }) => error_reply(req, rcode),
     }
