@@ -775,6 +775,30 @@ async fn futures_join<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
 }
 
 #[tokio::test]
+async fn cached_answers_too_big_for_the_client_are_truncated() {
+    let f = fixture(
+        config("cache"),
+        Upstream::new(|req| {
+            let mut m = reply(req, ResponseCode::NoError);
+            for i in 0..60 {
+                m.answers.push(a(req.name(), 300, [192, 0, 2, i]));
+            }
+            Ok(Response::new(m, "upstream"))
+        }),
+    );
+    let mut big = q("big.example.").edns();
+    big.do_bit = false;
+    assert_eq!(f.ask(&big).await.answers.len(), 60);
+    let small = f.ask(&q("big.example.")).await;
+    assert_eq!(f.upstream.calls(), 1);
+    assert!(small.metadata.truncation);
+    assert!(small.answers.len() < 60);
+    assert!(f.ask_wire(&q("big.example.")).await.len() <= 512);
+    // The cached entry itself stays whole.
+    assert_eq!(f.ask(&big).await.answers.len(), 60);
+}
+
+#[tokio::test]
 async fn delegations_are_cached_briefly() {
     let f = fixture(
         config("cache"),
