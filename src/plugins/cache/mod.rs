@@ -17,7 +17,9 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#[cfg(not(target_os = "linux"))]
+use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::ResponseCode;
 use tokio::sync::watch;
@@ -53,14 +55,42 @@ struct Inner {
 
 /// Milliseconds since the cache was made. Tests move it forward instead of sleeping.
 struct Clock {
-    base: Instant,
+    base_ms: u64,
     skew_ms: AtomicU64,
 }
 
 impl Clock {
     fn now_ms(&self) -> u64 {
-        self.base.elapsed().as_millis() as u64 + self.skew_ms.load(Ordering::Relaxed)
+        monotonic_ms().saturating_sub(self.base_ms) + self.skew_ms.load(Ordering::Relaxed)
     }
+}
+
+/// A monotonic clock in milliseconds. TTLs count whole seconds, so Linux's coarse clock (a few
+/// ms resolution, a fraction of the cost of a precise read) is plenty on the hit path.
+#[cfg(target_os = "linux")]
+fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+#[cfg(not(target_os = "linux"))]
+fn monotonic_ms() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// What the hit path decided under the shard lock.
+enum Verdict {
+    Miss,
+    /// A fresh hit, answered; with the entry when it is due for a prefetch.
+    Fresh(Response, Class, Option<Arc<Entry>>),
+    /// A stale hit (serve_stale), handled outside the lock.
+    Stale(Arc<Entry>, Class),
 }
 
 impl Cache {
@@ -71,7 +101,7 @@ impl Cache {
                 store: Store::new(cfg.pcap, cfg.ncap),
                 cfg,
                 clock: Clock {
-                    base: Instant::now(),
+                    base_ms: monotonic_ms(),
                     skew_ms: AtomicU64::new(0),
                 },
                 metrics: ServerMetrics::new(family, zones_label),
@@ -90,7 +120,9 @@ impl Cache {
             .fetch_add(d.as_millis() as u64, Ordering::Relaxed);
     }
 
-    fn hit<'a>(
+    /// An expired entry within the `serve_stale` window: RFC 8767 answers carry TTL 0
+    /// (keepttl aside, which CoreDNS applies to stale answers too).
+    fn stale<'a>(
         &'a self,
         e: Arc<Entry>,
         req: &'a Request,
@@ -100,18 +132,7 @@ impl Cache {
         h: &Handles,
     ) -> Served<'a> {
         let inner = &*self.inner;
-        let ttl = e.ttl(now);
-        let keep = inner.cfg.keepttl;
-        if ttl > 0 {
-            if inner.should_prefetch(&e, now) {
-                self.refresh(&e, req, key, next, now, h);
-            }
-            let ttl = if keep { e.orig_ttl } else { ttl as u32 };
-            return Served::Ready(Ok(respond(&e, req, ttl)));
-        }
-        // Expired but within `serve_stale`: RFC 8767 answers carry TTL 0 (keepttl aside, which
-        // CoreDNS applies to stale answers too).
-        let stale_ttl = if keep { e.orig_ttl } else { 0 };
+        let stale_ttl = if inner.cfg.keepttl { e.orig_ttl } else { 0 };
         if inner.cfg.verify_stale {
             return Served::pending(async move {
                 let outcome = next.serve(req).await;
@@ -294,22 +315,52 @@ impl Inner {
     /// The usable entry for this question: fresh, or expired within the serve_stale window.
     /// Denials first, as CoreDNS looks in its denial cache first, except that a cached SERVFAIL
     /// does not hide a usable success entry.
-    fn lookup(&self, key: u64, req: &Request, now: u64) -> Option<(Arc<Entry>, Class)> {
-        let [success, denial] = self.store.get(key)?;
+    fn pick<'f>(
+        &self,
+        found: Option<&'f store::Found>,
+        req: &Request,
+        now: u64,
+    ) -> Option<(&'f Arc<Entry>, Class)> {
+        let [success, denial] = found?;
         let stale = self.cfg.stale_up_to.as_secs() as i64;
-        let usable = |e: &Arc<Entry>| {
+        let usable = |e: &&Arc<Entry>| {
             let t = e.ttl(now);
             e.matches(req) && (t > 0 || (stale > 0 && -t < stale))
         };
-        if let Some(d) = denial.filter(usable) {
+        if let Some(d) = denial.as_ref().filter(usable) {
             if d.servfail
-                && let Some(s) = success.filter(usable)
+                && let Some(s) = success.as_ref().filter(usable)
             {
                 return Some((s, Class::Success));
             }
             return Some((d, Class::Denial));
         }
-        success.filter(usable).map(|s| (s, Class::Success))
+        success.as_ref().filter(usable).map(|s| (s, Class::Success))
+    }
+
+    fn lookup(&self, key: u64, req: &Request, now: u64) -> Option<(Arc<Entry>, Class)> {
+        self.store.with(key, |found| {
+            self.pick(found, req, now)
+                .map(|(e, class)| (e.clone(), class))
+        })
+    }
+
+    /// The hit path, run under the shard's read lock.
+    fn judge(&self, found: Option<&store::Found>, req: &Request, now: u64) -> Verdict {
+        let Some((e, class)) = self.pick(found, req, now) else {
+            return Verdict::Miss;
+        };
+        let ttl = e.ttl(now);
+        if ttl <= 0 {
+            return Verdict::Stale(e.clone(), class);
+        }
+        let prefetch = self.should_prefetch(e, now).then(|| e.clone());
+        let ttl = if self.cfg.keepttl {
+            e.orig_ttl
+        } else {
+            ttl as u32
+        };
+        Verdict::Fresh(respond(e, req, ttl), class, prefetch)
     }
 
     fn should_prefetch(&self, e: &Entry, now: u64) -> bool {
@@ -482,12 +533,23 @@ impl Plugin for Cache {
             req.msg.metadata.checking_disabled,
         );
         let now = inner.clock.now_ms();
-        if let Some((e, class)) = inner.lookup(key, req, now) {
-            h.hits[class as usize].inc();
-            return self.hit(e, req, key, next, now, &h);
+        match inner.store.with(key, |found| inner.judge(found, req, now)) {
+            Verdict::Fresh(resp, class, prefetch) => {
+                h.hits[class as usize].inc();
+                if let Some(e) = prefetch {
+                    self.refresh(&e, req, key, next, now, &h);
+                }
+                Served::Ready(Ok(resp))
+            }
+            Verdict::Stale(e, class) => {
+                h.hits[class as usize].inc();
+                self.stale(e, req, key, next, now, &h)
+            }
+            Verdict::Miss => {
+                h.misses.inc();
+                drop(h);
+                self.miss(req, key, next)
+            }
         }
-        h.misses.inc();
-        drop(h);
-        self.miss(req, key, next)
     }
 }

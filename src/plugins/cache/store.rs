@@ -156,8 +156,14 @@ impl Store {
     }
 
     pub fn get(&self, key: u64) -> Option<Found> {
+        self.with(key, |found| found.cloned())
+    }
+
+    /// Run `f` on what is stored under `key` while the shard is read-locked: the hit path
+    /// builds its answer in there, so a hit takes no reference count.
+    pub fn with<R>(&self, key: u64, f: impl FnOnce(Option<&Found>) -> R) -> R {
         let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
-        shard.map.get(&key).map(|s| s.kinds.clone())
+        f(shard.map.get(&key).map(|s| &s.kinds))
     }
 
     /// Store `entry`; true when another entry was evicted to make room. A success entry also

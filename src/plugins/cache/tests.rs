@@ -950,3 +950,36 @@ fn op_code_is_echoed_on_hits() {
     assert_eq!(flags[1] & 0x80, 0x80);
     let _ = DNSClass::IN;
 }
+
+/// The cost of a hit inside the server (lookup, copy, patches, `finish`), without the socket
+/// and query parsing: `cargo test --release --lib plugins::cache::tests::hit_cost -- --ignored
+/// --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn hit_cost() {
+    let f = fixture(config("cache"), Upstream::new(answer_a(300)));
+    let req = q("bench.example.org.").edns().request();
+    f.ask(&q("bench.example.org.").edns()).await;
+    let rounds = 2_000_000u32;
+    // Thread CPU time, not wall time: the machine may be busy with other work.
+    let cpu = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+    };
+    let start = cpu();
+    let mut bytes = 0usize;
+    for _ in 0..rounds {
+        let outcome = match f.chain.serve(&req) {
+            Served::Ready(o) => o,
+            Served::Pending(_) => panic!("a hit is ready at once"),
+        };
+        bytes += finish(&req, outcome).len();
+    }
+    let per = (cpu() - start) / rounds as f64;
+    println!("cache hit + finish: {per:.0} ns CPU per query ({bytes} bytes)");
+    assert_eq!(f.upstream.calls(), 1);
+}
