@@ -111,40 +111,80 @@ impl CacheMetrics {
             view: view.to_string(),
             zones: zones.to_string(),
         };
+        let one = |f: &Family<Labels, Counter>| Lazy::new(f.clone(), plain.clone());
         let both = |f: &Family<TypedLabels, Counter>| {
             [
-                f.get_or_create_owned(&typed(Class::Success)),
-                f.get_or_create_owned(&typed(Class::Denial)),
+                Lazy::new(f.clone(), typed(Class::Success)),
+                Lazy::new(f.clone(), typed(Class::Denial)),
             ]
         };
         Handles {
             server: server.clone(),
-            requests: self.requests.get_or_create_owned(&plain),
-            misses: self.misses.get_or_create_owned(&plain),
-            prefetch: self.prefetch.get_or_create_owned(&plain),
-            drops: self.drops.get_or_create_owned(&plain),
-            served_stale: self.served_stale.get_or_create_owned(&plain),
+            requests: one(&self.requests),
+            misses: one(&self.misses),
+            prefetch: one(&self.prefetch),
+            drops: one(&self.drops),
+            served_stale: one(&self.served_stale),
             hits: both(&self.hits),
             evictions: both(&self.evictions),
             entries: [
-                self.entries.get_or_create_owned(&typed(Class::Success)),
-                self.entries.get_or_create_owned(&typed(Class::Denial)),
+                Lazy::new(self.entries.clone(), typed(Class::Success)),
+                Lazy::new(self.entries.clone(), typed(Class::Denial)),
             ],
         }
+    }
+}
+
+/// A series created on first use, so the exposition shows only the label sets that have
+/// happened, as Go's metric vectors do; after that a plain atomic.
+pub struct Lazy<L, M> {
+    family: Family<L, M>,
+    labels: L,
+    cell: OnceLock<M>,
+}
+
+impl<L, M> Lazy<L, M>
+where
+    L: Clone + std::hash::Hash + Eq,
+    M: Clone,
+{
+    fn new(family: Family<L, M>, labels: L) -> Self {
+        Lazy {
+            family,
+            labels,
+            cell: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &M {
+        self.cell
+            .get_or_init(|| self.family.get_or_create_owned(&self.labels))
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Lazy<L, Counter> {
+    pub fn inc(&self) {
+        self.get().inc();
+    }
+}
+
+impl<L: Clone + std::hash::Hash + Eq> Lazy<L, Gauge> {
+    pub fn set(&self, v: i64) {
+        self.get().set(v);
     }
 }
 
 /// The metric handles of one `server` label.
 pub struct Handles {
     server: Arc<str>,
-    pub requests: Counter,
-    pub misses: Counter,
-    pub prefetch: Counter,
-    pub drops: Counter,
-    pub served_stale: Counter,
-    pub hits: [Counter; 2],
-    pub evictions: [Counter; 2],
-    pub entries: [Gauge; 2],
+    pub requests: Lazy<Labels, Counter>,
+    pub misses: Lazy<Labels, Counter>,
+    pub prefetch: Lazy<Labels, Counter>,
+    pub drops: Lazy<Labels, Counter>,
+    pub served_stale: Lazy<Labels, Counter>,
+    pub hits: [Lazy<TypedLabels, Counter>; 2],
+    pub evictions: [Lazy<TypedLabels, Counter>; 2],
+    pub entries: [Lazy<TypedLabels, Gauge>; 2],
 }
 
 const SLOTS: usize = 16;

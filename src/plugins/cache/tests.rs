@@ -271,6 +271,14 @@ async fn hit_and_miss_and_ttl_countdown() {
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
+    // As with Go's metric vectors, series appear once they happen.
+    for absent in [
+        "coredns_cache_hits_total{server=\"dns://:53\",type=\"denial\"",
+        "coredns_cache_served_stale_total{",
+        "coredns_cache_evictions_total{",
+    ] {
+        assert!(!text.contains(absent), "unexpected {absent} in\n{text}");
+    }
 }
 
 #[tokio::test]
