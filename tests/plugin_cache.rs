@@ -193,3 +193,75 @@ fn bad_options_stop_the_server_with_coredns_messages() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// Ask from a fresh socket: (answer, our port).
+fn ask_from_new_port(s: &Server, name: &str) -> (Message, u16) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let q = query(name, RecordType::A);
+    let m = Message::from_vec(&exchange(&sock, s.addr(), &q.to_vec().unwrap())).unwrap();
+    (m, sock.local_addr().unwrap().port())
+}
+
+fn srv_owner(m: &Message) -> String {
+    m.additionals
+        .iter()
+        .find(|r| matches!(r.data, RData::SRV(_)))
+        .map(|r| r.name.to_ascii())
+        .unwrap_or_default()
+}
+
+#[test]
+fn serve_stale_answers_expired_entries_and_refreshes_them() {
+    let s = Server::start(
+        ".:PORT {
+    cache 1 {
+        success 9984 1 1
+        serve_stale
+    }
+    whoami
+}
+",
+    );
+    let (first, port_a) = ask_from_new_port(&s, "stale.example.org.");
+    assert_eq!(srv_port(&first), port_a);
+    std::thread::sleep(Duration::from_millis(2200));
+    let (stale, port_b) = ask_from_new_port(&s, "stale.example.org.");
+    assert_eq!(srv_port(&stale), port_a, "the expired answer");
+    assert!(stale.additionals.iter().all(|r| r.ttl == 0), "{stale:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (fresh, _) = ask_from_new_port(&s, "stale.example.org.");
+    // The background refresh asked with the second client's address, over TCP as CoreDNS does.
+    assert_eq!(srv_port(&fresh), port_b);
+    assert!(srv_owner(&fresh).starts_with("_tcp."), "{fresh:?}");
+    assert!(fresh.additionals.iter().all(|r| r.ttl == 1));
+}
+
+#[test]
+fn prefetch_refreshes_before_expiry() {
+    let s = Server::start(
+        ".:PORT {
+    cache {
+        success 9984 10 10
+        prefetch 1 1m 90%
+    }
+    whoami
+}
+",
+    );
+    let (first, port_a) = ask_from_new_port(&s, "pre.example.org.");
+    assert_eq!(srv_port(&first), port_a);
+    std::thread::sleep(Duration::from_millis(1100));
+    // TTL 9 of 10 left, within 90%: served from cache and prefetched.
+    let (hit, port_b) = ask_from_new_port(&s, "pre.example.org.");
+    assert_eq!(srv_port(&hit), port_a);
+    // 9 s left (8 on a machine slow enough to take another second).
+    assert!(
+        hit.additionals.iter().all(|r| (8..=9).contains(&r.ttl)),
+        "{hit:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (after, _) = ask_from_new_port(&s, "pre.example.org.");
+    assert_eq!(srv_port(&after), port_b, "the prefetched answer");
+    assert!(after.additionals.iter().all(|r| r.ttl == 10));
+}
