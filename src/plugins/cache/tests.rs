@@ -806,6 +806,62 @@ async fn cached_answers_too_big_for_the_client_are_truncated() {
     assert_eq!(f.ask(&big).await.answers.len(), 60);
 }
 
+fn rrsig(owner: &str, inception: u32, expiration: u32) -> Record {
+    let mut rdata = vec![0, 1, 8, 2, 0, 0, 1, 44];
+    rdata.extend_from_slice(&expiration.to_be_bytes());
+    rdata.extend_from_slice(&inception.to_be_bytes());
+    rdata.extend_from_slice(&[0, 1]);
+    rdata.extend_from_slice(&[7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0]);
+    rdata.extend_from_slice(&[1, 2, 3, 4]);
+    Record::from_rdata(
+        name(owner),
+        300,
+        RData::Unknown {
+            code: RecordType::RRSIG,
+            rdata: hickory_proto::rr::rdata::NULL::with(rdata),
+        },
+    )
+}
+
+#[tokio::test]
+async fn answers_with_expired_signatures_are_not_cached_for_dnssec_clients() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    // (signature window, DO query, cached)
+    let cases = [
+        ((now - 100, now + 100), true, true),
+        ((now - 200, now - 100), true, false),
+        ((now + 100, now + 200), true, false),
+        ((now - 200, now - 100), false, true),
+    ];
+    for ((inception, expiration), dnssec, cached) in cases {
+        let f = fixture(
+            config("cache"),
+            Upstream::new(move |req| {
+                let mut m = reply(req, ResponseCode::NoError);
+                m.answers.push(a(req.name(), 300, [192, 0, 2, 1]));
+                m.answers.push(rrsig(req.name(), inception, expiration));
+                Ok(Response::new(m, "upstream"))
+            }),
+        );
+        let question = if dnssec {
+            q("example.").dnssec()
+        } else {
+            q("example.")
+        };
+        let first = f.ask(&question).await;
+        assert_eq!(first.answers.len(), 2);
+        f.ask(&question).await;
+        assert_eq!(
+            f.upstream.calls() == 1,
+            cached,
+            "{inception} {expiration} {dnssec}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn delegations_are_cached_briefly() {
     let f = fixture(
