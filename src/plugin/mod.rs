@@ -195,6 +195,12 @@ impl<'a> Next<'a> {
         Box::pin(async move { self.serve(&req).await })
     }
 
+    /// The handlers that follow, for a plugin that must run them after the current query is
+    /// answered (`cache` prefetch): clone the `Arc`s and serve through `Next::new`.
+    pub fn plugins(&self) -> &'a [Arc<dyn Plugin>] {
+        self.chain
+    }
+
     /// Whether any handler follows (for `fallthrough`).
     pub fn is_empty(&self) -> bool {
         self.chain.is_empty()

@@ -79,6 +79,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "any" => plugins::any::setup,
         "bind" => plugins::bind::setup,
         "bufsize" => plugins::bufsize::setup,
+        "cache" => plugins::cache::setup,
         "chaos" => plugins::chaos::setup,
         "errors" => plugins::errors::setup,
         "health" => plugins::health::setup,

@@ -3,12 +3,20 @@
 //! It wraps a parsed [`Message`]; plugins read and change it through these methods so that a
 //! pre-encoded form (a cache hit, an upstream reply passed through) can be added behind the same
 //! interface without touching every plugin.
+//!
+//! The pre-encoded form ([`Response::from_wire`]) is what makes a cache hit cheap: the server
+//! sends those bytes after patching the ID and adding the client's OPT record, with no parse and
+//! no encode. A plugin on the way back that only looks at [`Response::rcode`] or
+//! [`Response::plugin`] keeps it that way; [`Response::message`] parses the bytes once (and keeps
+//! the wire form), [`Response::message_mut`] turns the answer into a parsed message for good.
 
-use hickory_proto::op::{Message, ResponseCode};
+use std::sync::OnceLock;
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
 
 #[derive(Clone, Debug)]
 pub struct Response {
-    msg: Message,
+    body: Body,
     /// Which plugin wrote the answer, for `coredns_dns_responses_total{plugin}`.
     pub plugin: &'static str,
     /// A UDP size below the one the client advertised, set on the way back by a plugin that
@@ -17,28 +25,138 @@ pub struct Response {
     pub max_udp_size: Option<u16>,
 }
 
+/// What the server sends: pre-encoded bytes or a message to encode.
+pub enum Form {
+    Wire(Vec<u8>),
+    Message(Message),
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    Parsed(Message),
+    /// A complete DNS message without an OPT record. The header's ID is not meaningful (the
+    /// server writes the query's); everything else is sent as is.
+    Wire {
+        bytes: Vec<u8>,
+        parsed: OnceLock<Message>,
+    },
+}
+
 impl Response {
     pub fn new(msg: Message, plugin: &'static str) -> Self {
         Response {
-            msg,
+            body: Body::Parsed(msg),
+            plugin,
+            max_udp_size: None,
+        }
+    }
+
+    /// An answer already encoded: a whole DNS message (header, question, sections) with no OPT
+    /// record, as the server must send it apart from the ID and EDNS. The bytes must parse;
+    /// plugins that produce them encode them with hickory first.
+    pub fn from_wire(bytes: Vec<u8>, plugin: &'static str) -> Self {
+        Response {
+            body: Body::Wire {
+                bytes,
+                parsed: OnceLock::new(),
+            },
             plugin,
             max_udp_size: None,
         }
     }
 
     pub fn message(&self) -> &Message {
-        &self.msg
+        match &self.body {
+            Body::Parsed(m) => m,
+            Body::Wire { bytes, parsed } => parsed.get_or_init(|| parse_or_servfail(bytes)),
+        }
     }
 
+    /// The message to change. A wire-form answer is parsed and loses its wire form, so the
+    /// server encodes the changed message instead.
     pub fn message_mut(&mut self) -> &mut Message {
-        &mut self.msg
+        if let Body::Wire { bytes, parsed } = &mut self.body {
+            let m = parsed.take().unwrap_or_else(|| parse_or_servfail(bytes));
+            self.body = Body::Parsed(m);
+        }
+        match &mut self.body {
+            Body::Parsed(m) => m,
+            Body::Wire { .. } => unreachable!("converted above"),
+        }
     }
 
     pub fn into_message(self) -> Message {
-        self.msg
+        match self.body {
+            Body::Parsed(m) => m,
+            Body::Wire { bytes, parsed } => parsed
+                .into_inner()
+                .unwrap_or_else(|| parse_or_servfail(&bytes)),
+        }
+    }
+
+    /// The wire form when the answer has one, otherwise the parsed message (for the server).
+    pub fn into_form(self) -> Form {
+        match self.body {
+            Body::Wire { bytes, .. } => Form::Wire(bytes),
+            Body::Parsed(m) => Form::Message(m),
+        }
+    }
+
+    /// The pre-encoded bytes, if this answer is in wire form.
+    pub fn wire(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Wire { bytes, .. } => Some(bytes),
+            Body::Parsed(_) => None,
+        }
     }
 
     pub fn rcode(&self) -> ResponseCode {
-        self.msg.metadata.response_code
+        match &self.body {
+            Body::Parsed(m) => m.metadata.response_code,
+            // A wire-form answer carries no OPT record, so the rcode is the header's 4 bits.
+            Body::Wire { bytes, .. } => match bytes.get(3) {
+                Some(b) => ResponseCode::from(0, b & 0x0f),
+                None => ResponseCode::ServFail,
+            },
+        }
+    }
+}
+
+/// Wire-form bytes come from our own encoder, so this only fails on a bug; the client then gets
+/// a SERVFAIL rather than a crash.
+fn parse_or_servfail(bytes: &[u8]) -> Message {
+    Message::from_vec(bytes).unwrap_or_else(|_| {
+        let id = bytes
+            .get(..2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        let mut m = Message::response(id, OpCode::Query);
+        m.metadata.response_code = ResponseCode::ServFail;
+        m
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+
+    #[test]
+    fn wire_form_reads_and_converts() {
+        let mut m = Message::response(7, OpCode::Query);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        m.queries.push(Query::query(
+            Name::from_ascii("a.example.").unwrap(),
+            RecordType::A,
+        ));
+        let wire = m.to_vec().unwrap();
+        let mut r = Response::from_wire(wire.clone(), "cache");
+        assert_eq!(r.rcode(), ResponseCode::NXDomain);
+        assert_eq!(r.message().queries.len(), 1);
+        assert_eq!(r.wire(), Some(wire.as_slice()));
+        r.message_mut().metadata.response_code = ResponseCode::NoError;
+        assert!(r.wire().is_none());
+        assert_eq!(r.rcode(), ResponseCode::NoError);
+        assert!(matches!(r.into_form(), Form::Message(_)));
     }
 }

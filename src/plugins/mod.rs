@@ -4,6 +4,7 @@ pub mod acl;
 pub mod any;
 pub mod bind;
 pub mod bufsize;
+pub mod cache;
 pub mod chaos;
 pub mod errors;
 pub mod health;

@@ -258,11 +258,40 @@ pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
 pub fn finish(req: &Request, outcome: Outcome) -> Vec<u8> {
     match outcome {
         Ok(resp) => {
+            use crate::plugin::response::Form;
             let cap = resp.max_udp_size;
-            let mut m = resp.into_message();
-            m.metadata.id = req.id();
-            m.metadata.message_type = MessageType::Response;
-            fit(req, m, cap)
+            match resp.into_form() {
+                // A pre-encoded answer (a cache hit): patch the ID, set QR, add the client's OPT
+                // and send it as is when it fits; only an answer too big for the client goes
+                // through parsing and `fit`.
+                Form::Wire(mut wire) if wire.len() >= 12 => {
+                    wire[..2].copy_from_slice(&req.id().to_be_bytes());
+                    wire[2] |= 0x80;
+                    if let Some(asked) = req.edns() {
+                        // OPT as SizeAndDo writes it: root owner, type 41, the client's UDP
+                        // size echoed as class, extended rcode 0, version 0, DO echoed, no
+                        // options.
+                        let size = asked.max_payload().to_be_bytes();
+                        let flags: u8 = if req.do_bit() { 0x80 } else { 0 };
+                        wire.extend_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, flags, 0, 0, 0]);
+                        let arcount = u16::from_be_bytes([wire[10], wire[11]]).wrapping_add(1);
+                        wire[10..12].copy_from_slice(&arcount.to_be_bytes());
+                    }
+                    if wire.len() <= size_limit(req, cap) {
+                        return wire;
+                    }
+                    match Message::from_vec(&wire) {
+                        Ok(m) => fit(req, m, cap),
+                        Err(_) => error_reply(req, ResponseCode::ServFail),
+                    }
+                }
+                Form::Wire(_) => error_reply(req, ResponseCode::ServFail),
+                Form::Message(mut m) => {
+                    m.metadata.id = req.id();
+                    m.metadata.message_type = MessageType::Response;
+                    fit(req, m, cap)
+                }
+            }
         }
         Err(Failure { reply: false, .. }) => Vec::new(),
         Err(Failure { rcode, .. }) => error_reply(req, rcode),
@@ -293,6 +322,16 @@ fn size_and_do(req: &Request, m: &mut Message) {
     }
 }
 
+/// The largest answer the client takes: its own limit, lowered over UDP by a plugin's `cap`.
+fn size_limit(req: &Request, cap: Option<u16>) -> usize {
+    match cap {
+        Some(cap) if req.proto == Proto::Udp => req
+            .size()
+            .min(usize::from(cap.max(crate::plugin::request::MIN_UDP_SIZE))),
+        _ => req.size(),
+    }
+}
+
 /// Make the answer fit the client's buffer as miekg/dns's `Msg.Truncate` (CoreDNS's
 /// `request.Scrub`) does: keep the longest run of answer, then authority, then additional
 /// records that fits beside the header, question and OPT record, and set TC when any record
@@ -300,12 +339,7 @@ fn size_and_do(req: &Request, m: &mut Message) {
 /// lower UDP limit a plugin set on the answer ([`crate::plugin::Response::max_udp_size`]).
 fn fit(req: &Request, mut m: Message, cap: Option<u16>) -> Vec<u8> {
     size_and_do(req, &mut m);
-    let limit = match cap {
-        Some(cap) if req.proto == Proto::Udp => req
-            .size()
-            .min(usize::from(cap.max(crate::plugin::request::MIN_UDP_SIZE))),
-        _ => req.size(),
-    };
+    let limit = size_limit(req, cap);
     let wire = encode(&m);
     if wire.len() <= limit {
         return wire;

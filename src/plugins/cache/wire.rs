@@ -1,0 +1,237 @@
+//! The cached answer on the wire: where its TTLs are, how a hit is made from it for one client,
+//! and the response classification CoreDNS's `response.Typify` and `dnsutil.MinimalTTL` make.
+//!
+//! Why bytes and not a `Message`: a hit must cost a copy and a few patches, never an encode.
+//! The answer is encoded once when it is stored; [`Layout`] records the offset of every TTL so a
+//! hit writes the remaining TTL in place.
+
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+
+use crate::plugin::Request;
+
+const HEADER: usize = 12;
+const TYPE_OPT: u16 = 41;
+const TYPE_RRSIG: u16 = 46;
+
+/// Where the parts of an encoded answer are.
+#[derive(Debug)]
+pub struct Layout {
+    /// End of the question name (it starts at offset 12, never compressed).
+    pub qname_end: usize,
+    /// Offset of the TTL field of every record except OPT.
+    pub ttl_offsets: Vec<u16>,
+    /// Some RRSIG is outside its validity period at the time given to [`layout`].
+    pub expired_sig: bool,
+}
+
+/// Walk an encoded message with exactly one question. `None` for anything malformed (then the
+/// answer is passed on but not cached).
+pub fn layout(wire: &[u8], now_unix: i64) -> Option<Layout> {
+    if wire.len() < HEADER || u16::from_be_bytes([wire[4], wire[5]]) != 1 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([wire[i], wire[i + 1]]) as usize;
+    let records = count(6) + count(8) + count(10);
+    let qname_end = skip_name(wire, HEADER)?;
+    let mut pos = qname_end + 4;
+    let mut ttl_offsets = Vec::with_capacity(records);
+    let mut expired_sig = false;
+    for _ in 0..records {
+        pos = skip_name(wire, pos)?;
+        let fixed = wire.get(pos..pos + 10)?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata = wire.get(pos + 10..pos + 10 + rdlen)?;
+        if rtype != TYPE_OPT {
+            ttl_offsets.push(u16::try_from(pos + 4).ok()?);
+        }
+        if rtype == TYPE_RRSIG && rdata.len() >= 16 {
+            let expiration = u32::from_be_bytes([rdata[8], rdata[9], rdata[10], rdata[11]]);
+            let inception = u32::from_be_bytes([rdata[12], rdata[13], rdata[14], rdata[15]]);
+            expired_sig |= !sig_valid(inception, expiration, now_unix);
+        }
+        pos += 10 + rdlen;
+    }
+    (pos == wire.len()).then_some(Layout {
+        qname_end,
+        ttl_offsets,
+        expired_sig,
+    })
+}
+
+/// RFC 4034 §3.1.5 serial-number arithmetic for signature times, as miekg/dns's
+/// `RRSIG.ValidityPeriod` computes it.
+fn sig_valid(inception: u32, expiration: u32, now: i64) -> bool {
+    const YEAR68: i64 = 1 << 31;
+    let modi = (inception as i64 - now) / YEAR68;
+    let mode = (expiration as i64 - now) / YEAR68;
+    let ti = inception as i64 + modi * YEAR68;
+    let te = expiration as i64 + mode * YEAR68;
+    ti <= now && now <= te
+}
+
+fn skip_name(wire: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *wire.get(pos)? as usize;
+        match len & 0xc0 {
+            0 if len == 0 => return Some(pos + 1),
+            0 => pos += 1 + len,
+            0xc0 => return wire.get(pos + 1).map(|_| pos + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// Write `ttl` into every TTL field.
+pub fn set_ttls(wire: &mut [u8], offsets: &[u16], ttl: u32) {
+    let bytes = ttl.to_be_bytes();
+    for &off in offsets {
+        let off = off as usize;
+        wire[off..off + 4].copy_from_slice(&bytes);
+    }
+}
+
+/// The header bits a cached answer is served with (CoreDNS's `item.toMsg`): opcode, RD and CD
+/// from the query, AA, RA and rcode from the cached answer, TC clear, and AD only when the
+/// client asked for DNSSEC (DO) or set AD itself (RFC 6840 §5.7-5.8).
+pub fn hit_flags(cached: [u8; 2], req: &Request) -> [u8; 2] {
+    let q = &req.msg.metadata;
+    let aa = cached[0] & 0x04;
+    let opcode = (u8::from(q.op_code) & 0x0f) << 3;
+    let rd = u8::from(q.recursion_desired);
+    let ra = cached[1] & 0x80;
+    let ad = if req.do_bit() || q.authentic_data {
+        cached[1] & 0x20
+    } else {
+        0
+    };
+    let cd = if q.checking_disabled { 0x10 } else { 0 };
+    [0x80 | opcode | aa | rd, ra | ad | cd | (cached[1] & 0x0f)]
+}
+
+/// Copy the client's spelling of the question name over the cached one (same name, maybe other
+/// case), as a reply's question echoes the query's.
+pub fn copy_qname(wire: &mut [u8], qname_end: usize, req: &Request) {
+    let mut pos = HEADER;
+    for label in req.qname().iter() {
+        let end = pos + 1 + label.len();
+        if end >= qname_end || wire[pos] as usize != label.len() {
+            return;
+        }
+        wire[pos + 1..end].copy_from_slice(label);
+        pos = end;
+    }
+}
+
+/// CoreDNS's `response.Type`: what kind of answer this is, which decides where it is cached and
+/// for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    NoError,
+    NameError,
+    NoData,
+    Delegation,
+    ServerError,
+    OtherError,
+    Meta,
+    Update,
+}
+
+impl Kind {
+    pub fn is_denial(self) -> bool {
+        matches!(self, Kind::NameError | Kind::NoData | Kind::ServerError)
+    }
+
+    pub fn cacheable(self) -> bool {
+        !matches!(self, Kind::OtherError | Kind::Meta | Kind::Update)
+    }
+}
+
+/// `response.Typify`. `expired_sig` is whether the answer carries an RRSIG out of its validity
+/// period, which only counts when the client set DO.
+pub fn typify(m: &Message, do_bit: bool, expired_sig: bool) -> Kind {
+    match m.metadata.op_code {
+        OpCode::Update => return Kind::Update,
+        OpCode::Notify => return Kind::Meta,
+        _ => {}
+    }
+    if let Some(q) = m.queries.first()
+        && matches!(q.query_type, RecordType::AXFR | RecordType::IXFR)
+    {
+        return Kind::Meta;
+    }
+    if do_bit && expired_sig {
+        return Kind::OtherError;
+    }
+    let rcode = m.metadata.response_code;
+    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
+        return Kind::NoError;
+    }
+    let soa = m
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    let ns = m
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NS);
+    match rcode {
+        ResponseCode::NoError if soa => Kind::NoData,
+        ResponseCode::NXDomain if soa => Kind::NameError,
+        ResponseCode::ServFail => Kind::ServerError,
+        ResponseCode::NoError if ns => Kind::Delegation,
+        ResponseCode::NoError => Kind::NoError,
+        _ => Kind::OtherError,
+    }
+}
+
+/// The TTL (seconds) an answer deserves before clamping: `dnsutil.MinimalTTL`, the smallest TTL
+/// of any record (OPT aside), at most an hour, 5 s when there is nothing to look at or the answer
+/// is neither NOERROR nor a denial. For denials RFC 2308 §5 also bounds it by the SOA's MINIMUM
+/// field (CoreDNS reads the SOA record's TTL, which RFC 2308 §3 servers already set to at most
+/// MINIMUM; taking both gives the same answer for them and the RFC's for the others).
+pub fn minimal_ttl(m: &Message, kind: Kind) -> u32 {
+    const DEFAULT: u32 = 5;
+    const MAX: u32 = 3600;
+    if !matches!(kind, Kind::NoError | Kind::NameError | Kind::NoData) {
+        return DEFAULT;
+    }
+    if m.answers.is_empty() && m.authorities.is_empty() && m.additionals.is_empty() {
+        return DEFAULT;
+    }
+    let mut ttl = MAX;
+    for r in m.answers.iter().chain(&m.authorities).chain(&m.additionals) {
+        ttl = ttl.min(r.ttl);
+    }
+    if matches!(kind, Kind::NameError | Kind::NoData) {
+        for r in &m.authorities {
+            if let RData::SOA(soa) = &r.data {
+                ttl = ttl.min(soa.minimum);
+            }
+        }
+    }
+    ttl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_validity_window() {
+        let now = 1_700_000_000;
+        assert!(sig_valid(now as u32 - 10, now as u32 + 10, now));
+        assert!(!sig_valid(now as u32 - 20, now as u32 - 10, now));
+        assert!(!sig_valid(now as u32 + 10, now as u32 + 20, now));
+    }
+
+    #[test]
+    fn malformed_wire_has_no_layout() {
+        assert!(layout(&[0u8; 5], 0).is_none());
+        let mut header = [0u8; 12];
+        header[5] = 1;
+        // Question count 1 but no question.
+        assert!(layout(&header, 0).is_none());
+    }
+}
