@@ -75,6 +75,7 @@ pub const ORDER: &[&str] = &[
 /// The setup function of an implemented plugin.
 pub fn setup_fn(name: &str) -> Option<SetupFn> {
     Some(match name {
+        "forward" => plugins::forward::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })
