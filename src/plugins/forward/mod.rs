@@ -57,11 +57,7 @@ impl Stanza {
     fn new(cfg: Config, family: &ForwardMetrics) -> Result<Self, String> {
         let base_tls = match &cfg.tls {
             Some(files) => Some(tls::client_config(files)?),
-            None if cfg
-                .upstreams
-                .iter()
-                .any(|u| u.transport == Transport::Tls) =>
-            {
+            None if cfg.upstreams.iter().any(|u| u.transport == Transport::Tls) => {
                 Some(tls::client_config(&Default::default())?)
             }
             None => None,
@@ -93,13 +89,7 @@ impl Stanza {
                 _ => None,
             };
             let m = UpstreamMetrics::new(family, spec.label());
-            upstreams.push(Arc::new(Upstream::new(
-                spec,
-                tls,
-                health.clone(),
-                reuse,
-                m,
-            )));
+            upstreams.push(Arc::new(Upstream::new(spec, tls, health.clone(), reuse, m)));
         }
         Ok(Stanza {
             picker: Picker::new(cfg.policy),
@@ -150,9 +140,10 @@ impl Stanza {
             None
         };
 
-        let mut query = req.msg.to_vec().map_err(|e| {
-            Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}"))
-        })?;
+        let mut query = req
+            .msg
+            .to_vec()
+            .map_err(|e| Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}")))?;
         let n = self.upstreams.len();
         let order = self.picker.order(n);
         let order = order.as_slice();

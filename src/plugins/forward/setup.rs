@@ -183,11 +183,7 @@ fn reverse_zone(ip: IpAddr, bits: u8) -> String {
         IpAddr::V4(v4) => {
             let octets = v4.octets();
             let n = (bits.min(32) / 8) as usize;
-            let mut s: String = octets[..n]
-                .iter()
-                .rev()
-                .map(|o| format!("{o}."))
-                .collect();
+            let mut s: String = octets[..n].iter().rev().map(|o| format!("{o}.")).collect();
             s.push_str("in-addr.arpa.");
             s
         }
@@ -307,7 +303,7 @@ fn to_upstream(text: &str, server_name: Option<String>) -> Result<UpstreamSpec, 
     })
 }
 
-fn one_arg<'a>(line: &'a Directive) -> Result<&'a str, Error> {
+fn one_arg(line: &Directive) -> Result<&str, Error> {
     match line.args.as_slice() {
         [only] => Ok(&only.text),
         _ => Err(line.arg_err()),
@@ -432,9 +428,7 @@ fn parse_option(line: &Directive, cfg: &mut Config, root: &Path) -> Result<(), E
                             })?;
                     }
                     other => {
-                        return Err(
-                            line.err_at(t, format!("health_check: unknown option {other}"))
-                        );
+                        return Err(line.err_at(t, format!("health_check: unknown option {other}")));
                     }
                 }
             }
@@ -603,7 +597,10 @@ mod tests {
 
     #[test]
     fn from_cidr_is_reverse_zone() {
-        assert_eq!(parse("forward 10.0.0.0/8 1.1.1.1").unwrap().from, "10.in-addr.arpa.");
+        assert_eq!(
+            parse("forward 10.0.0.0/8 1.1.1.1").unwrap().from,
+            "10.in-addr.arpa."
+        );
         assert_eq!(
             parse("forward 192.168.1.0/24 1.1.1.1").unwrap().from,
             "1.168.192.in-addr.arpa."
@@ -671,7 +668,10 @@ mod tests {
         assert_eq!(c.max_concurrent, 1000);
         assert_eq!(c.next, vec![ResponseCode::NXDomain, ResponseCode::ServFail]);
         assert!(c.next_on_nodata);
-        assert_eq!(c.failover, vec![ResponseCode::ServFail, ResponseCode::Refused]);
+        assert_eq!(
+            c.failover,
+            vec![ResponseCode::ServFail, ResponseCode::Refused]
+        );
         assert!(c.failfast_all_unhealthy);
         assert_eq!(c.tls_servername.as_deref(), Some("dns.example"));
         for (text, policy) in [
@@ -687,37 +687,113 @@ mod tests {
     fn errors_name_file_and_line() {
         let p = "Corefile:3 - Error during parsing: ";
         let cases: &[(&str, String)] = &[
-            ("max_fails x", format!("{p}strconv.ParseUint: parsing \"x\": invalid syntax")),
-            ("max_fails -1", format!("{p}strconv.ParseUint: parsing \"-1\": invalid syntax")),
-            ("max_fails", format!("{p}Wrong argument count or unexpected line ending after 'max_fails'")),
-            ("max_connect_attempts z", format!("{p}strconv.ParseUint: parsing \"z\": invalid syntax")),
-            ("health_check", format!("{p}Wrong argument count or unexpected line ending after 'health_check'")),
+            (
+                "max_fails x",
+                format!("{p}strconv.ParseUint: parsing \"x\": invalid syntax"),
+            ),
+            (
+                "max_fails -1",
+                format!("{p}strconv.ParseUint: parsing \"-1\": invalid syntax"),
+            ),
+            (
+                "max_fails",
+                format!("{p}Wrong argument count or unexpected line ending after 'max_fails'"),
+            ),
+            (
+                "max_connect_attempts z",
+                format!("{p}strconv.ParseUint: parsing \"z\": invalid syntax"),
+            ),
+            (
+                "health_check",
+                format!("{p}Wrong argument count or unexpected line ending after 'health_check'"),
+            ),
             ("health_check x", format!("{p}time: invalid duration \"x\"")),
-            ("health_check -1s", format!("{p}health_check can't be negative: -1s")),
-            ("health_check 1s bogus", format!("{p}health_check: unknown option bogus")),
-            ("health_check 1s domain", format!("{p}Wrong argument count or unexpected line ending after 'domain'")),
-            ("health_check 1s domain a..b", format!("{p}health_check: invalid domain name a..b")),
-            ("force_tcp x", format!("{p}Wrong argument count or unexpected line ending after 'x'")),
-            ("prefer_udp x", format!("{p}Wrong argument count or unexpected line ending after 'x'")),
-            ("tls a b c d", format!("{p}Wrong argument count or unexpected line ending after 'd'")),
-            ("tls /nonexistent/ca.pem", format!("{p}unable to read CA file /nonexistent/ca.pem: No such file or directory (os error 2)")),
-            ("tls_servername", format!("{p}Wrong argument count or unexpected line ending after 'tls_servername'")),
+            (
+                "health_check -1s",
+                format!("{p}health_check can't be negative: -1s"),
+            ),
+            (
+                "health_check 1s bogus",
+                format!("{p}health_check: unknown option bogus"),
+            ),
+            (
+                "health_check 1s domain",
+                format!("{p}Wrong argument count or unexpected line ending after 'domain'"),
+            ),
+            (
+                "health_check 1s domain a..b",
+                format!("{p}health_check: invalid domain name a..b"),
+            ),
+            (
+                "force_tcp x",
+                format!("{p}Wrong argument count or unexpected line ending after 'x'"),
+            ),
+            (
+                "prefer_udp x",
+                format!("{p}Wrong argument count or unexpected line ending after 'x'"),
+            ),
+            (
+                "tls a b c d",
+                format!("{p}Wrong argument count or unexpected line ending after 'd'"),
+            ),
+            (
+                "tls /nonexistent/ca.pem",
+                format!(
+                    "{p}unable to read CA file /nonexistent/ca.pem: No such file or directory (os error 2)"
+                ),
+            ),
+            (
+                "tls_servername",
+                format!("{p}Wrong argument count or unexpected line ending after 'tls_servername'"),
+            ),
             ("expire x", format!("{p}time: invalid duration \"x\"")),
             ("expire -5s", format!("{p}expire can't be negative: -5s")),
-            ("max_idle_conns -1", format!("{p}max_idle_conns can't be negative: -1")),
-            ("max_idle_conns q", format!("{p}strconv.Atoi: parsing \"q\": invalid syntax")),
+            (
+                "max_idle_conns -1",
+                format!("{p}max_idle_conns can't be negative: -1"),
+            ),
+            (
+                "max_idle_conns q",
+                format!("{p}strconv.Atoi: parsing \"q\": invalid syntax"),
+            ),
             ("policy bogus", format!("{p}unknown policy 'bogus'")),
-            ("policy", format!("{p}Wrong argument count or unexpected line ending after 'policy'")),
-            ("max_concurrent -1", format!("{p}max_concurrent can't be negative: -1")),
-            ("max_concurrent many", format!("{p}strconv.Atoi: parsing \"many\": invalid syntax")),
-            ("next", format!("{p}Wrong argument count or unexpected line ending after 'next'")),
+            (
+                "policy",
+                format!("{p}Wrong argument count or unexpected line ending after 'policy'"),
+            ),
+            (
+                "max_concurrent -1",
+                format!("{p}max_concurrent can't be negative: -1"),
+            ),
+            (
+                "max_concurrent many",
+                format!("{p}strconv.Atoi: parsing \"many\": invalid syntax"),
+            ),
+            (
+                "next",
+                format!("{p}Wrong argument count or unexpected line ending after 'next'"),
+            ),
             ("next BOGUS", format!("{p}BOGUS is not a valid rcode")),
-            ("failover NOERROR", format!("{p}NoError cannot be used in failover")),
+            (
+                "failover NOERROR",
+                format!("{p}NoError cannot be used in failover"),
+            ),
             ("failover nope", format!("{p}nope is not a valid rcode")),
-            ("failfast_all_unhealthy_upstreams x", format!("{p}Wrong argument count or unexpected line ending after 'x'")),
-            ("except", format!("{p}Wrong argument count or unexpected line ending after 'except'")),
+            (
+                "failfast_all_unhealthy_upstreams x",
+                format!("{p}Wrong argument count or unexpected line ending after 'x'"),
+            ),
+            (
+                "except",
+                format!("{p}Wrong argument count or unexpected line ending after 'except'"),
+            ),
             ("bogus", format!("{p}unknown property 'bogus'")),
-            ("resolver 10.0.0.1", format!("{p}'resolver' is not supported by ferrodns: upstreams must be IP addresses or files, over dns:// or tls://")),
+            (
+                "resolver 10.0.0.1",
+                format!(
+                    "{p}'resolver' is not supported by ferrodns: upstreams must be IP addresses or files, over dns:// or tls://"
+                ),
+            ),
         ];
         for (option, want) in cases {
             let got = parse(&format!("forward . 127.0.0.1 {{\n{option}\n}}")).unwrap_err();
@@ -730,14 +806,33 @@ mod tests {
         let p = "Corefile:2 - Error during parsing: ";
         let many: Vec<String> = (1..=16).map(|i| format!("10.0.0.{i}")).collect();
         let cases: Vec<(String, String)> = vec![
-            ("forward".into(), format!("{p}Wrong argument count or unexpected line ending after 'forward'")),
-            ("forward .".into(), format!("{p}Wrong argument count or unexpected line ending after '.'")),
-            ("forward . not-an-ip".into(), format!("{p}not an IP address or file: \"not-an-ip\"")),
-            ("forward . https://10.0.0.1".into(), format!("{p}'https' is not supported as a destination protocol in forward: https://10.0.0.1")),
-            (format!("forward . {}", many.join(" ")), format!("{p}more than 15 TOs configured: 16")),
+            (
+                "forward".into(),
+                format!("{p}Wrong argument count or unexpected line ending after 'forward'"),
+            ),
+            (
+                "forward .".into(),
+                format!("{p}Wrong argument count or unexpected line ending after '.'"),
+            ),
+            (
+                "forward . not-an-ip".into(),
+                format!("{p}not an IP address or file: \"not-an-ip\""),
+            ),
+            (
+                "forward . https://10.0.0.1".into(),
+                format!(
+                    "{p}'https' is not supported as a destination protocol in forward: https://10.0.0.1"
+                ),
+            ),
+            (
+                format!("forward . {}", many.join(" ")),
+                format!("{p}more than 15 TOs configured: 16"),
+            ),
             (
                 "forward . tls://10.0.0.1%a.example {\ntls_servername b.example\n}".into(),
-                format!("{p}both forward ('b.example') and proxy level ('a.example') TLS servernames are set for upstream proxy 'tls://10.0.0.1'"),
+                format!(
+                    "{p}both forward ('b.example') and proxy level ('a.example') TLS servernames are set for upstream proxy 'tls://10.0.0.1'"
+                ),
             ),
         ];
         for (text, want) in cases {

@@ -70,7 +70,10 @@ impl Wire {
 pub enum ExchangeError {
     /// A reused connection turned out closed by the upstream: retry on a new one.
     CachedClosed,
-    Timeout { net: &'static str, addr: SocketAddr },
+    Timeout {
+        net: &'static str,
+        addr: SocketAddr,
+    },
     Io(String),
     Malformed(String),
     /// Too many queries already wait for this upstream.
@@ -185,9 +188,8 @@ impl Upstream {
             self.metrics.cache(0, true);
             return Ok(pool);
         }
-        let pool = UdpPool::open(self.addr).map_err(|e| {
-            ExchangeError::Io(format!("dial udp {}: {e}", self.addr))
-        })?;
+        let pool = UdpPool::open(self.addr)
+            .map_err(|e| ExchangeError::Io(format!("dial udp {}: {e}", self.addr)))?;
         self.metrics.cache(0, false);
         // Another query may have raced us here; the loser's sockets close with it.
         let _ = self.udp.set(pool);
@@ -622,7 +624,11 @@ struct InFlightGuard<'a> {
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.slot.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .slot
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         map.remove(&self.id);
     }
 }
@@ -653,4 +659,3 @@ impl fmt::Debug for Upstream {
         write!(f, "Upstream({})", self.label)
     }
 }
-
