@@ -328,7 +328,6 @@ fn health_checks_mark_an_upstream_down_and_back_up() {
 fn health_check_uses_the_configured_domain_and_rd_bit() {
     let up = Upstream::start(A);
     up.set(Behavior::Drop);
-    up.set_name("probe.example.", Behavior::Drop);
     let srv = forward(&[&up], "health_check 100ms no_rec domain Probe.Example");
     // Any failed exchange starts the probing.
     let _ = udp_ask(
@@ -341,10 +340,34 @@ fn health_check_uses_the_configured_domain_and_rd_bit() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(up.health_checks() > 0);
-    // The upstream's names map records the health checks by name: the probe asks NS of the
-    // configured domain.
-    let ids = up.state.ids.lock().unwrap().len();
-    assert!(ids >= 2);
+    let (name, rd) = up.state.last_health.lock().unwrap().clone().unwrap();
+    assert_eq!(name.to_ascii_lowercase(), "probe.example.");
+    assert!(!rd, "no_rec clears RD");
+}
+
+#[test]
+fn health_check_defaults_to_root_ns_with_rd() {
+    let up = Upstream::start(A);
+    up.set(Behavior::Drop);
+    let srv = forward(&[&up], "health_check 100ms");
+    let _ = udp_ask(
+        srv.addr(),
+        &query("x.example.", RecordType::A),
+        Duration::from_secs(3),
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while up.health_checks() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (name, rd) = up
+        .state
+        .last_health
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a health check");
+    assert_eq!(name, ".");
+    assert!(rd);
 }
 
 #[test]

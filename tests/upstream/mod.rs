@@ -47,6 +47,8 @@ pub struct State {
     pub tcp_queries: AtomicUsize,
     /// `. NS` or other NS queries: the health checks.
     pub health_checks: AtomicUsize,
+    /// The name and RD bit of the last NS query (health check).
+    pub last_health: Mutex<Option<(String, bool)>>,
     /// TCP (or TLS) connections accepted.
     pub connections: AtomicUsize,
     /// Query IDs seen, to check they are randomized.
@@ -120,6 +122,7 @@ impl Upstream {
             tcp_queries: AtomicUsize::new(0),
             health_checks: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            last_health: Mutex::new(None),
             ids: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
@@ -261,6 +264,8 @@ fn respond(st: &State, query: &[u8], tag: Ipv4Addr, over_tcp: bool) -> Option<Ve
         .is_some_and(|q| q.query_type == RecordType::NS);
     if is_health {
         st.health_checks.fetch_add(1, Ordering::SeqCst);
+        let q = &msg.queries[0];
+        *st.last_health.lock().unwrap() = Some((q.name.to_ascii(), msg.metadata.recursion_desired));
     }
     let b = behavior_for(st, &msg);
     let mut r = Message::response(msg.metadata.id, msg.metadata.op_code);

@@ -150,12 +150,23 @@ impl Stanza {
         let start = Instant::now();
         let deadline = start + DEFAULT_TIMEOUT;
         let (mut i, mut fails, mut attempts, mut failed_over) = (0usize, 0usize, 0u32, 0usize);
+        let mut overloaded = 0usize;
         let mut last_err: Option<ExchangeError> = None;
 
+        let mut round_start = start;
+        let mut backoff = Duration::from_millis(10);
         while Instant::now() < deadline {
             if i >= n {
                 i = 0;
                 fails = 0;
+                // A round in which every upstream failed at once (refused, overloaded) would
+                // otherwise spin until the deadline: pause a little, longer each time.
+                if round_start.elapsed() < Duration::from_millis(100) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(backoff.min(left)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                round_start = Instant::now();
             }
             let mut up = &self.upstreams[order[i] as usize];
             i += 1;
@@ -177,6 +188,16 @@ impl Stanza {
             attempts += 1;
 
             match self.attempt(up, req, &mut query, deadline).await {
+                Err(e @ ExchangeError::Overloaded(_)) => {
+                    // Our own limit on queries in flight, not the upstream's health. When every
+                    // upstream is that busy, fail now: waiting would only let a flood towards a
+                    // dead upstream pile up tasks until their deadline.
+                    overloaded += 1;
+                    last_err = Some(e);
+                    if overloaded >= n {
+                        break;
+                    }
+                }
                 Err(e) => {
                     // Find out whether it is *our* upstream that is broken.
                     if self.cfg.max_fails != 0 {
@@ -378,5 +399,142 @@ mod tests {
         assert!(f.stanzas[0].wants_next(&m), "NODATA");
         m.metadata.response_code = ResponseCode::ServFail;
         assert!(!f.stanzas[0].wants_next(&m));
+    }
+
+    /// A UDP upstream in this runtime that answers every query with NOERROR (after `delay`).
+    async fn upstream(delay: Duration) -> std::net::SocketAddr {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        let sock = Arc::new(sock);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, src)) = sock.recv_from(&mut buf).await {
+                let Ok(q) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                    r.queries = q.queries.clone();
+                    let _ = sock.send_to(&r.to_vec().unwrap(), src).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn request(name: &str) -> Request {
+        let mut m = Message::query();
+        m.metadata.id = 77;
+        m.queries.push(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii(name).unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        let a: std::net::SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        Request::new(m, a, a, Proto::Udp, 40).unwrap()
+    }
+
+    fn build(text: &str, metrics: &Metrics) -> Forward {
+        let corefile =
+            parse_str("Corefile", &format!(". {{\n{text}\n}}\n"), Path::new("/")).unwrap();
+        let family = ForwardMetrics::get(metrics);
+        let stanzas = corefile.blocks[0]
+            .directives
+            .iter()
+            .map(|d| Stanza::new(setup::parse_stanza(d, Path::new("/")).unwrap(), &family).unwrap())
+            .collect();
+        Forward { stanzas }
+    }
+
+    #[tokio::test]
+    async fn metrics_carry_coredns_names_and_labels() {
+        let up = upstream(Duration::ZERO).await;
+        let metrics = Metrics::new();
+        let f = build(&format!("forward . {up}"), &metrics);
+        let resp = f
+            .serve(&request("example.org."), Next::new(&[]))
+            .await
+            .unwrap();
+        assert_eq!(resp.message().metadata.id, 77);
+        let text = metrics.encode();
+        for want in [
+            format!(
+                "coredns_proxy_request_duration_seconds_count{{proxy_name=\"forward\",to=\"{up}\",rcode=\"NOERROR\"}} 1"
+            ),
+            format!(
+                "coredns_proxy_conn_cache_misses_total{{proxy_name=\"forward\",to=\"{up}\",proto=\"udp\"}} 1"
+            ),
+            format!(
+                "coredns_proxy_healthcheck_failures_total{{proxy_name=\"forward\",to=\"{up}\"}} 0"
+            ),
+            "coredns_forward_healthcheck_broken_total 0".to_string(),
+            "coredns_forward_max_concurrent_rejects_total 0".to_string(),
+        ] {
+            assert!(text.contains(&want), "missing {want} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn max_concurrent_rejects_are_refused_and_counted() {
+        let up = upstream(Duration::from_millis(300)).await;
+        let metrics = Metrics::new();
+        let f = build(
+            &format!("forward . {up} {{\nmax_concurrent 1\n}}"),
+            &metrics,
+        );
+        let (r1, r2) = (request("a.example."), request("b.example."));
+        let slow = f.serve(&r1, Next::new(&[]));
+        let fast = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            f.serve(&r2, Next::new(&[])).await
+        };
+        let (first, second) = tokio::join!(slow, fast);
+        assert!(first.is_ok());
+        let err = second.unwrap_err();
+        assert_eq!(err.rcode, ResponseCode::Refused);
+        assert_eq!(
+            err.error.unwrap().to_string(),
+            "plugin/forward: concurrent queries exceeded maximum 1"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("coredns_forward_max_concurrent_rejects_total 1")
+        );
+    }
+
+    #[tokio::test]
+    async fn all_down_counts_broken_and_failfast_answers_servfail() {
+        let up = upstream(Duration::ZERO).await;
+        let metrics = Metrics::new();
+        let f = build(&format!("forward . {up}"), &metrics);
+        f.stanzas[0].upstreams[0].set_fails(3);
+        // Down, but it is the only one: it is asked anyway.
+        assert!(
+            f.serve(&request("x.example."), Next::new(&[]))
+                .await
+                .is_ok()
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains("coredns_forward_healthcheck_broken_total 1")
+        );
+
+        let f = build(
+            &format!("forward . {up} {{\nfailfast_all_unhealthy_upstreams\n}}"),
+            &metrics,
+        );
+        f.stanzas[0].upstreams[0].set_fails(3);
+        let err = f
+            .serve(&request("x.example."), Next::new(&[]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.rcode, ResponseCode::ServFail);
+        assert_eq!(
+            err.error.unwrap().to_string(),
+            "plugin/forward: no healthy proxies"
+        );
     }
 }

@@ -14,7 +14,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query};
@@ -120,7 +121,10 @@ pub struct Upstream {
     probing: AtomicBool,
     health: HealthCheck,
     reuse: Reuse,
-    udp: OnceLock<UdpPool>,
+    /// One set of UDP sockets per thread that sends queries: each listener thread runs its own
+    /// runtime, and a socket set whose reader lives on the same thread answers its queries
+    /// without waking another thread.
+    udp: Mutex<Vec<(ThreadId, Arc<UdpPool>)>>,
     udp_next: AtomicUsize,
     idle: Mutex<Vec<Idle>>,
     /// Moving average of dial times, in nanoseconds (CoreDNS's `avgDialTime`).
@@ -148,12 +152,17 @@ impl Upstream {
             probing: AtomicBool::new(false),
             health,
             reuse,
-            udp: OnceLock::new(),
+            udp: Mutex::new(Vec::new()),
             udp_next: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
             avg_dial: AtomicU64::new(0),
             metrics,
         }
+    }
+
+    #[cfg(test)]
+    pub fn set_fails(&self, n: u32) {
+        self.fails.store(n, Ordering::Relaxed);
     }
 
     pub fn is_tls(&self) -> bool {
@@ -177,25 +186,30 @@ impl Upstream {
     ) -> Result<Message, ExchangeError> {
         match wire {
             Wire::Udp => self.exchange_udp(query, question, timeout).await,
-            Wire::Tcp | Wire::Tls => self.exchange_stream(wire, query, question, timeout).await,
+            // Boxed: a TLS handshake's state is large, and would otherwise bloat every UDP
+            // query's future, which is moved into its task.
+            Wire::Tcp | Wire::Tls => {
+                Box::pin(self.exchange_stream(wire, query, question, timeout)).await
+            }
         }
     }
 
     // ---- UDP ----
 
-    fn udp_pool(&self) -> Result<&UdpPool, ExchangeError> {
-        if let Some(pool) = self.udp.get() {
+    fn udp_pool(&self) -> Result<Arc<UdpPool>, ExchangeError> {
+        let me = std::thread::current().id();
+        let mut pools = self.udp.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == me) {
             self.metrics.cache(0, true);
-            return Ok(pool);
+            return Ok(pool.clone());
         }
-        let pool = UdpPool::open(self.addr)
-            .map_err(|e| ExchangeError::Io(format!("dial udp {}: {e}", self.addr)))?;
+        let pool = Arc::new(
+            UdpPool::open(self.addr)
+                .map_err(|e| ExchangeError::Io(format!("dial udp {}: {e}", self.addr)))?,
+        );
         self.metrics.cache(0, false);
-        // Another query may have raced us here; the loser's sockets close with it.
-        let _ = self.udp.set(pool);
-        self.udp
-            .get()
-            .ok_or_else(|| ExchangeError::Io("udp sockets unavailable".into()))
+        pools.push((me, pool.clone()));
+        Ok(pool)
     }
 
     async fn exchange_udp(
@@ -205,6 +219,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Message, ExchangeError> {
         let pool = self.udp_pool()?;
+        let pool = &*pool;
         let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
         let slot = &pool.slots[n % pool.slots.len()];
         let (id, rx) = slot
@@ -657,5 +672,71 @@ async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Upstream({})", self.label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(name: &str) -> Query {
+        Query::query(Name::from_ascii(name).unwrap(), RecordType::A)
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_bounded_and_cleaned_up() {
+        // A silent upstream: the port is held, nothing ever answers (and no ICMP comes back).
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let slot = &pool.slots[0];
+        let q = question("example.org.");
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT {
+            waiting.push(slot.register(&q).expect("room"));
+        }
+        assert!(slot.register(&q).is_none(), "the cap holds");
+        // Every ID is distinct.
+        let mut ids: Vec<u16> = waiting.iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), MAX_IN_FLIGHT);
+        for (id, _) in &waiting {
+            drop(InFlightGuard { slot, id: *id });
+        }
+        assert!(slot.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn replies_match_by_id_and_question() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let slot = &pool.slots[0];
+        let (id, mut rx) = slot.register(&question("Example.ORG.")).unwrap();
+        let reply = |id: u16, name: &str| {
+            let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
+            m.queries.push(question(name));
+            m.to_vec().unwrap()
+        };
+        // Wrong ID, then right ID with the wrong question: both ignored.
+        slot.deliver(&reply(id.wrapping_add(1), "example.org."));
+        slot.deliver(&reply(id, "other.example."));
+        assert!(rx.try_recv().is_err());
+        // Too short to carry a header: ignored.
+        slot.deliver(&[0, 1, 2]);
+        // The question matches case-insensitively.
+        slot.deliver(&reply(id, "EXAMPLE.org."));
+        let got = rx.try_recv().expect("delivered").expect("a reply");
+        assert_eq!(got.metadata.id, id);
+        assert!(slot.in_flight.lock().unwrap().is_empty());
+
+        // A reply that does not parse fails the query instead of leaving it waiting.
+        let (id, mut rx) = slot.register(&question("example.org.")).unwrap();
+        let mut junk = id.to_be_bytes().to_vec();
+        junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
+        slot.deliver(&junk);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Err(ExchangeError::Malformed(_)))
+        ));
     }
 }
