@@ -594,6 +594,20 @@ fn dns_over_tls_upstream() {
         assert_eq!(first_a(&a(&srv, "tls.example.")), ip(A));
     }
 
+    // `tls CERT KEY CA`: ferrodns offers a client certificate (this upstream does not ask).
+    let (certf, keyf) = (dir.join("client.pem"), dir.join("client.key"));
+    std::fs::write(&certf, &cert.pem).unwrap();
+    std::fs::write(&keyf, &cert.key_pem).unwrap();
+    let srv = Server::start(&format!(
+        ".:PORT {{\n    forward . tls://{} {{\n        tls {} {} {}\n        tls_servername localhost\n    }}\n}}\n",
+        up.addr,
+        certf.display(),
+        keyf.display(),
+        ca.display()
+    ));
+    assert_eq!(first_a(&a(&srv, "tls.example.")), ip(A));
+    drop(srv);
+
     // A name the certificate does not carry: the handshake fails, the client gets SERVFAIL.
     let srv = Server::start(&format!(
         ".:PORT {{\n    forward . tls://{} {{\n        tls {}\n        tls_servername wrong.example\n    }}\n}}\n",

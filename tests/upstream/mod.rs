@@ -68,6 +68,8 @@ pub struct Upstream {
 /// for the client).
 pub struct TestCert {
     pub pem: String,
+    /// The private key, PEM (to stand in as a client certificate too).
+    pub key_pem: String,
     pub server: Arc<rustls::ServerConfig>,
 }
 
@@ -86,6 +88,7 @@ pub fn test_cert() -> TestCert {
         .expect("server config");
     TestCert {
         pem: ck.cert.pem(),
+        key_pem: ck.signing_key.serialize_pem(),
         server: Arc::new(server),
     }
 }

@@ -426,10 +426,11 @@ impl Upstream {
                         up.probing.store(false, Ordering::Release);
                         return;
                     }
-                    Err(e) => {
+                    // CoreDNS logs nothing here; the failures show in
+                    // coredns_proxy_healthcheck_failures_total.
+                    Err(_) => {
                         up.metrics.hc_failures.inc();
                         up.fails.fetch_add(1, Ordering::Relaxed);
-                        crate::warning!("plugin/forward: health check of {} failed: {e}", up.label);
                     }
                 }
                 drop(up);
@@ -738,5 +739,80 @@ mod tests {
             rx.try_recv(),
             Ok(Err(ExchangeError::Malformed(_)))
         ));
+    }
+
+    fn upstream(reuse: Reuse) -> Upstream {
+        let m = crate::metrics::Metrics::new();
+        let family = super::super::metrics::ForwardMetrics::get(&m);
+        let spec = UpstreamSpec {
+            addr: "127.0.0.1:53".parse().unwrap(),
+            transport: Transport::Dns,
+            server_name: None,
+        };
+        let health = HealthCheck {
+            interval: Duration::from_millis(500),
+            domain: Name::root(),
+            recursion_desired: true,
+            tcp: false,
+        };
+        let metrics = UpstreamMetrics::new(&family, spec.label());
+        Upstream::new(&spec, None, health, reuse, metrics)
+    }
+
+    fn conn() -> Box<dyn Stream> {
+        Box::new(tokio::io::duplex(64).0)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_expire_and_are_capped() {
+        let up = upstream(Reuse {
+            expire: Duration::from_millis(100),
+            max_age: Duration::ZERO,
+            max_idle: 2,
+        });
+        let now = Instant::now();
+        for _ in 0..3 {
+            up.put_idle(conn(), now);
+        }
+        assert_eq!(
+            up.idle.lock().unwrap().len(),
+            2,
+            "max_idle_conns caps the pool"
+        );
+        assert!(up.take_idle().is_some());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(up.take_idle().is_none(), "idle longer than expire");
+
+        let up = upstream(Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::from_millis(100),
+            max_idle: 0,
+        });
+        up.put_idle(conn(), Instant::now() - Duration::from_millis(200));
+        assert!(up.take_idle().is_none(), "older than max_age");
+        up.put_idle(conn(), Instant::now());
+        assert!(up.take_idle().is_some());
+    }
+
+    #[test]
+    fn dial_timeout_adapts_between_one_and_thirty_seconds() {
+        let up = upstream(Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::ZERO,
+            max_idle: 0,
+        });
+        assert_eq!(up.dial_timeout(), Duration::from_secs(1));
+        for _ in 0..40 {
+            up.record_dial(Duration::from_secs(4));
+        }
+        let t = up.dial_timeout();
+        assert!(
+            t > Duration::from_secs(7) && t <= Duration::from_secs(8),
+            "{t:?}"
+        );
+        for _ in 0..40 {
+            up.record_dial(Duration::from_secs(60));
+        }
+        assert_eq!(up.dial_timeout(), Duration::from_secs(30));
     }
 }
