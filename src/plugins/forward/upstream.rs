@@ -499,6 +499,10 @@ impl Upstream {
 /// Whether `msg` answers `question`. A header-only error reply (FORMERR and the like, which
 /// some servers send without the question) is accepted when the ID already matched.
 fn question_matches(msg: &Message, question: &Query) -> bool {
+    // A query coming back (QR clear: a reflection, or a forwarding loop) is no answer.
+    if msg.metadata.message_type != hickory_proto::op::MessageType::Response {
+        return false;
+    }
     match msg.queries.as_slice() {
         [q] => {
             q.query_type == question.query_type
@@ -724,6 +728,12 @@ mod tests {
         assert!(rx.try_recv().is_err());
         // Too short to carry a header: ignored.
         slot.deliver(&[0, 1, 2]);
+        // The query itself coming back (QR clear): ignored.
+        let mut echo = Message::query();
+        echo.metadata.id = id;
+        echo.queries.push(question("example.org."));
+        slot.deliver(&echo.to_vec().unwrap());
+        assert!(rx.try_recv().is_err());
         // The question matches case-insensitively.
         slot.deliver(&reply(id, "EXAMPLE.org."));
         let got = rx.try_recv().expect("delivered").expect("a reply");
