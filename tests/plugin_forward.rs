@@ -645,3 +645,61 @@ fn setup_errors_stop_the_server() {
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_towards_a_dead_upstream_stays_bounded_and_others_still_answer() {
+    let up = Upstream::start(A);
+    up.set(Behavior::Drop);
+    up.set_name("live.example.", Behavior::Answer);
+    let srv = forward(&[&up], "max_fails 0");
+    let before = rss_kib(srv.child.id());
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let t = Instant::now();
+    let mut sent = 0;
+    while t.elapsed() < Duration::from_secs(2) {
+        for i in 0..500 {
+            let q = query(&format!("f{sent}-{i}.flood.example."), RecordType::A);
+            let _ = sock.send_to(&q.to_vec().unwrap(), srv.addr());
+        }
+        sent += 500;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // In the middle of the flood, a name the upstream answers still gets through.
+    let t = Instant::now();
+    assert_eq!(first_a(&a(&srv, "live.example.")), ip(A));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let during = rss_kib(srv.child.id());
+    eprintln!("flood: {sent} queries, RSS {before} KiB -> {during} KiB");
+    assert!(
+        during < before + 150 * 1024,
+        "memory grew from {before} KiB to {during} KiB after {sent} queries"
+    );
+}
+
+#[test]
+fn ipv6_upstream() {
+    let addr: SocketAddr = "[::1]:0".parse().unwrap();
+    if UdpSocket::bind(addr).is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    }
+    let up = Upstream::start_at(A, addr);
+    let srv = Server::start(&format!(".:PORT {{\n    forward . {}\n}}\n", up.addr));
+    assert_eq!(first_a(&a(&srv, "v6.example.")), ip(A));
+    let m = tcp_ask(
+        srv.addr(),
+        &query("v6.example.", RecordType::A),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    assert_eq!(first_a(&m), ip(A));
+}
