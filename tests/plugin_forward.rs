@@ -461,6 +461,17 @@ fn force_tcp_reuses_connections_until_they_expire() {
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(first_a(&a(&srv, "late.example.")), ip(A));
     assert_eq!(up.connections(), 2, "the idle one expired");
+    drop(srv);
+
+    // max_age: a busy connection is still replaced once it is old enough.
+    let up = Upstream::start(B);
+    let srv = forward(&[&up], "force_tcp\nmax_age 300ms");
+    for i in 0..8 {
+        assert_eq!(first_a(&a(&srv, &format!("age{i}.example."))), ip(B));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up.connections() >= 2, "connections: {}", up.connections());
+    assert!(up.connections() <= 4, "connections: {}", up.connections());
 }
 
 #[test]

@@ -6,11 +6,10 @@
 
 mod metrics;
 mod policy;
-pub mod setup;
+mod setup;
 mod tls;
 mod upstream;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -299,14 +298,6 @@ impl Drop for ConcurrentGuard<'_> {
 impl Forward {
     fn first_match(&self, name: &str, from: usize) -> Option<usize> {
         (from..self.stanzas.len()).find(|&i| self.stanzas[i].matches(name))
-    }
-
-    /// The upstream addresses, for other plugins and tests.
-    pub fn upstreams(&self) -> Vec<IpAddr> {
-        self.stanzas
-            .iter()
-            .flat_map(|s| s.upstreams.iter().map(|u| u.addr.ip()))
-            .collect()
     }
 }
 

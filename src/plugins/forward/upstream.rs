@@ -246,11 +246,12 @@ impl Upstream {
 
     // ---- TCP and TLS ----
 
-    fn take_idle(&self) -> Option<Box<dyn Stream>> {
+    /// The most recently used idle connection that has not expired, with its birth time.
+    fn take_idle(&self) -> Option<(Box<dyn Stream>, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(c) = idle.pop() {
             if !c.expired(&self.reuse) {
-                return Some(c.conn);
+                return Some((c.conn, c.born));
             }
         }
         None
@@ -328,17 +329,17 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<Message, ExchangeError> {
         let deadline = Instant::now() + timeout;
-        let (mut conn, cached) = match self.take_idle() {
-            Some(c) => {
+        let (mut conn, born, cached) = match self.take_idle() {
+            Some((c, born)) => {
                 self.metrics.cache(wire.metric_index(), true);
-                (c, true)
+                (c, born, true)
             }
             None => {
                 self.metrics.cache(wire.metric_index(), false);
-                (self.dial(wire, timeout).await?, false)
+                let c = self.dial(wire, timeout).await?;
+                (c, Instant::now(), false)
             }
         };
-        let born = Instant::now();
         let id: u16 = rand::random();
         query[..2].copy_from_slice(&id.to_be_bytes());
         let mut frame = Vec::with_capacity(query.len() + 2);
@@ -789,7 +790,8 @@ mod tests {
             2,
             "max_idle_conns caps the pool"
         );
-        assert!(up.take_idle().is_some());
+        let (_, born) = up.take_idle().expect("an idle connection");
+        assert_eq!(born, now, "a reused connection keeps its age");
         std::thread::sleep(Duration::from_millis(150));
         assert!(up.take_idle().is_none(), "idle longer than expire");
 
