@@ -170,6 +170,16 @@ fn a_silent_upstream_fails_over_to_the_next() {
         took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
         "read timeout is 2s: {took:?}"
     );
+    drop(srv);
+
+    let srv = forward(&[&ua, &ub], "policy sequential\nread_timeout 500ms");
+    let t = Instant::now();
+    assert_eq!(first_a(&a(&srv, "slow2.example.")), ip(B));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+        "read_timeout 500ms: {took:?}"
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ use crate::plugin::{Failure, Next, Plugin, Proto, Request, Response, Served};
 use metrics::{ForwardMetrics, UpstreamMetrics};
 use policy::Picker;
 use setup::{Config, Transport};
-use upstream::{ExchangeError, HealthCheck, READ_TIMEOUT, Reuse, Upstream, Wire};
+use upstream::{ExchangeError, HealthCheck, Reuse, Upstream, Wire};
 
 /// A query gives up after this long, whatever is left to try (CoreDNS's `defaultTimeout`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -261,7 +261,7 @@ impl Stanza {
             }
             let start = Instant::now();
             match up
-                .exchange(wire, query, req.query(), READ_TIMEOUT.min(left))
+                .exchange(wire, query, req.query(), self.cfg.read_timeout.min(left))
                 .await
             {
                 Err(ExchangeError::CachedClosed) if closed_retries < 16 => {

@@ -18,6 +18,8 @@ use super::policy::Policy;
 pub const MAX_UPSTREAMS: usize = 15;
 /// Idle connections are closed after this long unless `expire` says otherwise.
 pub const DEFAULT_EXPIRE: Duration = Duration::from_secs(10);
+/// How long an attempt waits for a reply unless `read_timeout` says otherwise.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a failing upstream is probed unless `health_check` says otherwise.
 pub const DEFAULT_HEALTH_CHECK: Duration = Duration::from_millis(500);
 
@@ -61,6 +63,8 @@ pub struct Config {
     pub force_tcp: bool,
     pub prefer_udp: bool,
     pub expire: Duration,
+    /// How long one attempt waits for the upstream's reply.
+    pub read_timeout: Duration,
     /// Absolute lifetime of a TCP/TLS connection; zero: none.
     pub max_age: Duration,
     /// Idle TCP/TLS connections kept per upstream; zero: no limit.
@@ -90,6 +94,7 @@ impl Config {
             force_tcp: false,
             prefer_udp: false,
             expire: DEFAULT_EXPIRE,
+            read_timeout: DEFAULT_READ_TIMEOUT,
             max_age: Duration::ZERO,
             max_idle_conns: 0,
             max_fails: 2,
@@ -479,6 +484,14 @@ fn parse_option(line: &Directive, cfg: &mut Config, root: &Path) -> Result<(), E
         "tls_servername" => cfg.tls_servername = Some(one_arg(line)?.to_string()),
         "expire" => cfg.expire = duration(line, one_arg(line)?, "expire")?,
         "max_age" => cfg.max_age = duration(line, one_arg(line)?, "max_age")?,
+        "read_timeout" => {
+            let text = one_arg(line)?;
+            let d = duration(line, text, "read_timeout")?;
+            if d.is_zero() {
+                return Err(line.err(format!("read_timeout must be positive: {text}")));
+            }
+            cfg.read_timeout = d;
+        }
         "max_idle_conns" => {
             let n = atoi(line, one_arg(line)?)?;
             if n < 0 {
@@ -557,6 +570,7 @@ mod tests {
         );
         assert_eq!(c.max_fails, 2);
         assert_eq!(c.expire, Duration::from_secs(10));
+        assert_eq!(c.read_timeout, Duration::from_secs(2));
         assert_eq!(c.health_check, Duration::from_millis(500));
         assert_eq!(c.policy, Policy::Random);
         assert!(c.hc_recursion_desired);
@@ -640,6 +654,7 @@ mod tests {
                 prefer_udp
                 expire 30s
                 max_age 1m
+                read_timeout 3s
                 max_idle_conns 20
                 max_fails 3
                 max_connect_attempts 4
@@ -658,6 +673,7 @@ mod tests {
         assert!(c.force_tcp && c.prefer_udp);
         assert_eq!(c.expire, Duration::from_secs(30));
         assert_eq!(c.max_age, Duration::from_secs(60));
+        assert_eq!(c.read_timeout, Duration::from_secs(3));
         assert_eq!(c.max_idle_conns, 20);
         assert_eq!(c.max_fails, 3);
         assert_eq!(c.max_connect_attempts, 4);
@@ -748,6 +764,14 @@ mod tests {
             ),
             ("expire x", format!("{p}time: invalid duration \"x\"")),
             ("expire -5s", format!("{p}expire can't be negative: -5s")),
+            (
+                "read_timeout 0s",
+                format!("{p}read_timeout must be positive: 0s"),
+            ),
+            (
+                "read_timeout -1s",
+                format!("{p}read_timeout can't be negative: -1s"),
+            ),
             (
                 "max_idle_conns -1",
                 format!("{p}max_idle_conns can't be negative: -1"),

@@ -29,8 +29,6 @@ use tokio::sync::{oneshot, watch};
 use super::metrics::UpstreamMetrics;
 use super::setup::{Transport, UpstreamSpec};
 
-/// How long to wait for a reply once the query is sent (CoreDNS's static read timeout).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
 const MIN_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
