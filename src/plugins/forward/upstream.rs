@@ -825,4 +825,19 @@ mod tests {
         }
         assert_eq!(up.dial_timeout(), Duration::from_secs(30));
     }
+
+    #[tokio::test]
+    async fn dropping_the_sockets_ends_their_readers() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let weak: Vec<Weak<UdpSlot>> = pool.slots.iter().map(Arc::downgrade).collect();
+        drop(pool);
+        for _ in 0..100 {
+            if weak.iter().all(|w| w.upgrade().is_none()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("a reader task outlived its upstream");
+    }
 }
