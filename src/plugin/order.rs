@@ -82,6 +82,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "cache" => plugins::cache::setup,
         "chaos" => plugins::chaos::setup,
         "errors" => plugins::errors::setup,
+        "forward" => plugins::forward::setup,
         "health" => plugins::health::setup,
         "hosts" => plugins::hosts::setup,
         "loadbalance" => plugins::loadbalance::setup,

@@ -1,0 +1,843 @@
+//! One upstream server and the ways to reach it: a few shared UDP sockets with queries in
+//! flight matched by ID and question, and reused TCP or TLS connections.
+//!
+//! Why shared UDP sockets instead of CoreDNS's one connection per query in flight: a socket
+//! per query costs two system calls and a file descriptor each time and caps throughput; a small
+//! fixed set of connected sockets, with a random ID per query and the reply's question checked
+//! against the query's, gives the same protection against spoofed replies (RFC 5452 §9.1 asks
+//! for ID and question matching; the connected socket adds source address and port) at a
+//! fraction of the cost. Queries in flight are bounded per socket, so a flood towards a dead
+//! upstream holds a fixed amount of memory and fails over instead of piling up.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{oneshot, watch};
+
+use super::metrics::UpstreamMetrics;
+use super::setup::{Transport, UpstreamSpec};
+
+/// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
+const MIN_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A health check's read and write timeout (CoreDNS's health checker: 1s).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connected UDP sockets per upstream.
+const UDP_SOCKETS: usize = 4;
+/// Queries in flight per UDP socket: beyond this, the query fails over at once.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// The transport of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Wire {
+    fn metric_index(self) -> usize {
+        match self {
+            Wire::Udp => 0,
+            Wire::Tcp => 1,
+            Wire::Tls => 2,
+        }
+    }
+
+    fn net(self) -> &'static str {
+        match self {
+            Wire::Udp => "udp",
+            Wire::Tcp | Wire::Tls => "tcp",
+        }
+    }
+}
+
+/// Why an attempt produced no answer.
+#[derive(Debug, Clone)]
+pub enum ExchangeError {
+    /// A reused connection turned out closed by the upstream: retry on a new one.
+    CachedClosed,
+    Timeout {
+        net: &'static str,
+        addr: SocketAddr,
+    },
+    Io(String),
+    Malformed(String),
+    /// Too many queries already wait for this upstream.
+    Overloaded(SocketAddr),
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExchangeError::CachedClosed => f.write_str("cached connection was closed by peer"),
+            ExchangeError::Timeout { net, addr } => write!(f, "read {net} {addr}: i/o timeout"),
+            ExchangeError::Io(e) | ExchangeError::Malformed(e) => f.write_str(e),
+            ExchangeError::Overloaded(addr) => {
+                write!(f, "too many queries in flight to {addr}")
+            }
+        }
+    }
+}
+
+/// What a health check sends: `DOMAIN IN NS`, RD set unless `no_rec`.
+#[derive(Clone, Debug)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub domain: Name,
+    pub recursion_desired: bool,
+    /// Over TCP (`force_tcp`); TLS upstreams are always checked over TLS.
+    pub tcp: bool,
+}
+
+/// Connection-reuse settings shared by a stanza's upstreams.
+#[derive(Clone, Copy, Debug)]
+pub struct Reuse {
+    pub expire: Duration,
+    pub max_age: Duration,
+    pub max_idle: usize,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// The `to` label: `IP:PORT`.
+    pub label: String,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    fails: AtomicU32,
+    probing: AtomicBool,
+    health: HealthCheck,
+    reuse: Reuse,
+    /// One set of UDP sockets per thread that sends queries: each listener thread runs its own
+    /// runtime, and a socket set whose reader lives on the same thread answers its queries
+    /// without waking another thread.
+    udp: Mutex<Vec<(ThreadId, Arc<UdpPool>)>>,
+    udp_next: AtomicUsize,
+    idle: Mutex<Vec<Idle>>,
+    /// Moving average of dial times, in nanoseconds (CoreDNS's `avgDialTime`).
+    avg_dial: AtomicU64,
+    pub metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    pub fn new(
+        spec: &UpstreamSpec,
+        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+        health: HealthCheck,
+        reuse: Reuse,
+        metrics: UpstreamMetrics,
+    ) -> Self {
+        Upstream {
+            addr: spec.addr,
+            label: spec.label(),
+            tls: if spec.transport == Transport::Tls {
+                tls
+            } else {
+                None
+            },
+            fails: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+            health,
+            reuse,
+            udp: Mutex::new(Vec::new()),
+            udp_next: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            avg_dial: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn set_fails(&self, n: u32) {
+        self.fails.store(n, Ordering::Relaxed);
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Down when more health checks in a row failed than `max_fails` allows; never when
+    /// `max_fails` is 0 (CoreDNS's `Proxy.Down`).
+    pub fn down(&self, max_fails: u32) -> bool {
+        max_fails != 0 && self.fails.load(Ordering::Relaxed) > max_fails
+    }
+
+    /// Send `wire` (a query whose first two bytes get a fresh ID) and wait up to `timeout` for
+    /// the reply to `question`.
+    pub async fn exchange(
+        &self,
+        wire: Wire,
+        query: &mut [u8],
+        question: &Query,
+        timeout: Duration,
+    ) -> Result<Message, ExchangeError> {
+        match wire {
+            Wire::Udp => self.exchange_udp(query, question, timeout).await,
+            // Boxed: a TLS handshake's state is large, and would otherwise bloat every UDP
+            // query's future, which is moved into its task.
+            Wire::Tcp | Wire::Tls => {
+                Box::pin(self.exchange_stream(wire, query, question, timeout)).await
+            }
+        }
+    }
+
+    // ---- UDP ----
+
+    fn udp_pool(&self) -> Result<Arc<UdpPool>, ExchangeError> {
+        let me = std::thread::current().id();
+        let mut pools = self.udp.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == me) {
+            self.metrics.cache(0, true);
+            return Ok(pool.clone());
+        }
+        let pool = Arc::new(
+            UdpPool::open(self.addr)
+                .map_err(|e| ExchangeError::Io(format!("dial udp {}: {e}", self.addr)))?,
+        );
+        self.metrics.cache(0, false);
+        pools.push((me, pool.clone()));
+        Ok(pool)
+    }
+
+    async fn exchange_udp(
+        &self,
+        query: &mut [u8],
+        question: &Query,
+        timeout: Duration,
+    ) -> Result<Message, ExchangeError> {
+        let pool = self.udp_pool()?;
+        let pool = &*pool;
+        let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
+        let slot = &pool.slots[n % pool.slots.len()];
+        let (id, rx) = slot
+            .register(question)
+            .ok_or(ExchangeError::Overloaded(self.addr))?;
+        // Removes the entry however this future ends: answered, timed out, or dropped.
+        let _guard = InFlightGuard { slot, id };
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        if slot.sock.try_send(query).is_err() {
+            slot.sock
+                .send(query)
+                .await
+                .map_err(|e| ExchangeError::Io(format!("write udp {}: {e}", self.addr)))?;
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
+            Err(_) => Err(ExchangeError::Timeout {
+                net: "udp",
+                addr: self.addr,
+            }),
+        }
+    }
+
+    // ---- TCP and TLS ----
+
+    /// The most recently used idle connection that has not expired, with its birth time.
+    fn take_idle(&self) -> Option<(Box<dyn Stream>, Instant)> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(c) = idle.pop() {
+            if !c.expired(&self.reuse) {
+                return Some((c.conn, c.born));
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, conn: Box<dyn Stream>, born: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // The oldest sit at the front: drop the expired ones while here.
+        let reuse = self.reuse;
+        idle.retain(|c| !c.expired(&reuse));
+        if self.reuse.max_idle != 0 && idle.len() >= self.reuse.max_idle {
+            return;
+        }
+        let c = Idle {
+            conn,
+            since: Instant::now(),
+            born,
+        };
+        if !c.expired(&reuse) {
+            idle.push(c);
+        }
+    }
+
+    fn dial_timeout(&self) -> Duration {
+        let avg = Duration::from_nanos(self.avg_dial.load(Ordering::Relaxed));
+        if avg < MIN_DIAL_TIMEOUT {
+            MIN_DIAL_TIMEOUT
+        } else if avg < MAX_DIAL_TIMEOUT / 2 {
+            avg * 2
+        } else {
+            MAX_DIAL_TIMEOUT
+        }
+    }
+
+    fn record_dial(&self, took: Duration) {
+        // avg += (observed - avg) / 4, as CoreDNS's cumulative average.
+        let avg = self.avg_dial.load(Ordering::Relaxed) as i128;
+        let next = avg + (took.as_nanos() as i128 - avg) / 4;
+        self.avg_dial
+            .store(next.clamp(0, u64::MAX as i128) as u64, Ordering::Relaxed);
+    }
+
+    async fn dial(&self, wire: Wire, limit: Duration) -> Result<Box<dyn Stream>, ExchangeError> {
+        let start = Instant::now();
+        let timeout = self.dial_timeout().min(limit);
+        let result = tokio::time::timeout(timeout, async {
+            let tcp = TcpStream::connect(self.addr).await?;
+            let _ = tcp.set_nodelay(true);
+            match (&self.tls, wire) {
+                (Some((config, name)), Wire::Tls) => {
+                    let connector = tokio_rustls::TlsConnector::from(config.clone());
+                    let tls = connector.connect(name.clone(), tcp).await?;
+                    Ok::<Box<dyn Stream>, io::Error>(Box::new(tls))
+                }
+                _ => Ok(Box::new(tcp) as Box<dyn Stream>),
+            }
+        })
+        .await;
+        self.record_dial(start.elapsed());
+        match result {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(ExchangeError::Io(format!("dial tcp {}: {e}", self.addr))),
+            Err(_) => Err(ExchangeError::Io(format!(
+                "dial tcp {}: i/o timeout",
+                self.addr
+            ))),
+        }
+    }
+
+    async fn exchange_stream(
+        &self,
+        wire: Wire,
+        query: &mut [u8],
+        question: &Query,
+        timeout: Duration,
+    ) -> Result<Message, ExchangeError> {
+        let deadline = Instant::now() + timeout;
+        let (mut conn, born, cached) = match self.take_idle() {
+            Some((c, born)) => {
+                self.metrics.cache(wire.metric_index(), true);
+                (c, born, true)
+            }
+            None => {
+                self.metrics.cache(wire.metric_index(), false);
+                let c = self.dial(wire, timeout).await?;
+                (c, Instant::now(), false)
+            }
+        };
+        let id: u16 = rand::random();
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        let mut frame = Vec::with_capacity(query.len() + 2);
+        frame.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        frame.extend_from_slice(query);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let io = async {
+            conn.write_all(&frame).await?;
+            conn.flush().await?;
+            loop {
+                let mut len = [0u8; 2];
+                conn.read_exact(&mut len).await?;
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                conn.read_exact(&mut buf).await?;
+                if buf.len() < 12 || buf[..2] != id.to_be_bytes() {
+                    // An out-of-order reply to an earlier query on this connection.
+                    continue;
+                }
+                return Ok::<Vec<u8>, io::Error>(buf);
+            }
+        };
+        let bytes = match tokio::time::timeout(remaining, io).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                if cached
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                            | io::ErrorKind::ConnectionAborted
+                    )
+                {
+                    return Err(ExchangeError::CachedClosed);
+                }
+                return Err(ExchangeError::Io(format!(
+                    "read {} {}: {e}",
+                    wire.net(),
+                    self.addr
+                )));
+            }
+            Err(_) => {
+                return Err(ExchangeError::Timeout {
+                    net: wire.net(),
+                    addr: self.addr,
+                });
+            }
+        };
+        let msg = Message::from_vec(&bytes).map_err(|e| {
+            ExchangeError::Malformed(format!("dns: bad reply from {}: {e}", self.addr))
+        })?;
+        if !question_matches(&msg, question) {
+            return Err(ExchangeError::Malformed(format!(
+                "dns: reply from {} does not match the question",
+                self.addr
+            )));
+        }
+        self.put_idle(conn, born);
+        Ok(msg)
+    }
+
+    // ---- health ----
+
+    /// Start probing after a failed exchange, unless a probe already runs (CoreDNS's
+    /// `up.Probe.Do`): check at once, then every interval until a check succeeds.
+    pub fn start_probe(self: &Arc<Self>) {
+        if self.health.interval.is_zero() || self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<Upstream> = Arc::downgrade(self);
+        let interval = self.health.interval;
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.probing.store(false, Ordering::Release);
+            return;
+        };
+        handle.spawn(async move {
+            loop {
+                // Only a live plugin is probed: a reload that drops it ends this task.
+                let Some(up) = weak.upgrade() else {
+                    return;
+                };
+                match up.check().await {
+                    Ok(()) => {
+                        up.fails.store(0, Ordering::Relaxed);
+                        up.probing.store(false, Ordering::Release);
+                        return;
+                    }
+                    // CoreDNS logs nothing here; the failures show in
+                    // coredns_proxy_healthcheck_failures_total.
+                    Err(_) => {
+                        up.metrics.hc_failures.inc();
+                        up.fails.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(up);
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
+
+    /// One health check on a fresh connection: any reply that parses as DNS is healthy, even
+    /// REFUSED or SERVFAIL; only network errors and silence count as failures.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut q = Message::query();
+        q.metadata.id = rand::random();
+        q.metadata.recursion_desired = self.health.recursion_desired;
+        q.queries
+            .push(Query::query(self.health.domain.clone(), RecordType::NS));
+        let wire = q.to_vec().map_err(|e| e.to_string())?;
+        let reply = if self.tls.is_some() || self.health.tcp {
+            let kind = if self.tls.is_some() {
+                Wire::Tls
+            } else {
+                Wire::Tcp
+            };
+            let mut conn = self
+                .dial(kind, HEALTH_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut frame = (wire.len() as u16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&wire);
+            tokio::time::timeout(HEALTH_TIMEOUT, async {
+                conn.write_all(&frame).await?;
+                let mut len = [0u8; 2];
+                conn.read_exact(&mut len).await?;
+                let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                conn.read_exact(&mut buf).await?;
+                Ok::<Vec<u8>, io::Error>(buf)
+            })
+            .await
+            .map_err(|_| format!("read tcp {}: i/o timeout", self.addr))?
+            .map_err(|e| format!("read tcp {}: {e}", self.addr))?
+        } else {
+            let bind: SocketAddr = if self.addr.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let sock = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+            sock.connect(self.addr).await.map_err(|e| e.to_string())?;
+            sock.send(&wire)
+                .await
+                .map_err(|e| format!("write udp {}: {e}", self.addr))?;
+            let mut buf = vec![0u8; 65535];
+            let n = tokio::time::timeout(HEALTH_TIMEOUT, sock.recv(&mut buf))
+                .await
+                .map_err(|_| format!("read udp {}: i/o timeout", self.addr))?
+                .map_err(|e| format!("read udp {}: {e}", self.addr))?;
+            buf.truncate(n);
+            buf
+        };
+        Message::from_vec(&reply)
+            .map(|_| ())
+            .map_err(|e| format!("dns: bad health check reply: {e}"))
+    }
+}
+
+/// Whether `msg` answers `question`. A header-only error reply (FORMERR and the like, which
+/// some servers send without the question) is accepted when the ID already matched.
+fn question_matches(msg: &Message, question: &Query) -> bool {
+    // A query coming back (QR clear: a reflection, or a forwarding loop) is no answer.
+    if msg.metadata.message_type != hickory_proto::op::MessageType::Response {
+        return false;
+    }
+    match msg.queries.as_slice() {
+        [q] => {
+            q.query_type == question.query_type
+                && q.query_class == question.query_class
+                && q.name == question.name
+        }
+        [] => msg.metadata.response_code != hickory_proto::op::ResponseCode::NoError,
+        _ => false,
+    }
+}
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+struct Idle {
+    conn: Box<dyn Stream>,
+    since: Instant,
+    born: Instant,
+}
+
+impl Idle {
+    fn expired(&self, reuse: &Reuse) -> bool {
+        self.since.elapsed() >= reuse.expire
+            || (!reuse.max_age.is_zero() && self.born.elapsed() >= reuse.max_age)
+    }
+}
+
+// ---- the UDP socket set ----
+
+struct UdpPool {
+    slots: Vec<Arc<UdpSlot>>,
+    /// Dropping the pool (with its upstream) drops this sender, which ends the readers.
+    _stop: watch::Sender<()>,
+}
+
+type Reply = Result<Message, ExchangeError>;
+
+struct Pending {
+    question: Query,
+    tx: oneshot::Sender<Reply>,
+}
+
+struct UdpSlot {
+    sock: UdpSocket,
+    addr: SocketAddr,
+    in_flight: Mutex<HashMap<u16, Pending>>,
+}
+
+impl UdpPool {
+    fn open(addr: SocketAddr) -> io::Result<UdpPool> {
+        let (stop, _) = watch::channel(());
+        let mut slots = Vec::with_capacity(UDP_SOCKETS);
+        for _ in 0..UDP_SOCKETS {
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let std = std::net::UdpSocket::bind(bind)?;
+            // Connected: the kernel drops datagrams from any other address and port.
+            std.connect(addr)?;
+            std.set_nonblocking(true)?;
+            let sock = UdpSocket::from_std(std)?;
+            let slot = Arc::new(UdpSlot {
+                sock,
+                addr,
+                in_flight: Mutex::new(HashMap::new()),
+            });
+            tokio::spawn(read_replies(slot.clone(), stop.subscribe()));
+            slots.push(slot);
+        }
+        Ok(UdpPool { slots, _stop: stop })
+    }
+}
+
+impl UdpSlot {
+    /// A fresh random ID for `question`, or None when this socket has too much in flight.
+    fn register(&self, question: &Query) -> Option<(u16, oneshot::Receiver<Reply>)> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_IN_FLIGHT {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        loop {
+            let id: u16 = rand::random();
+            if let std::collections::hash_map::Entry::Vacant(v) = map.entry(id) {
+                v.insert(Pending {
+                    question: question.clone(),
+                    tx,
+                });
+                return Some((id, rx));
+            }
+        }
+    }
+
+    fn deliver(&self, bytes: &[u8]) {
+        if bytes.len() < 12 {
+            return;
+        }
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let parsed = Message::from_vec(bytes);
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pending) = map.get(&id) else {
+            // Late (already timed out) or forged: nobody waits for it.
+            return;
+        };
+        let reply = match parsed {
+            Ok(msg) if question_matches(&msg, &pending.question) => Ok(msg),
+            // Right ID, wrong question: a spoofing attempt or a confused upstream. Keep
+            // waiting for the real answer.
+            Ok(_) => return,
+            Err(e) => Err(ExchangeError::Malformed(format!(
+                "dns: bad reply from {}: {e}",
+                self.addr
+            ))),
+        };
+        if let Some(p) = map.remove(&id) {
+            let _ = p.tx.send(reply);
+        }
+    }
+
+    /// The upstream refused (ICMP port unreachable): every query waiting on this socket is
+    /// lost, so fail them now rather than at their timeout.
+    fn fail_all(&self, why: &io::Error) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, p) in map.drain() {
+            let _ = p.tx.send(Err(ExchangeError::Io(format!(
+                "read udp {}: {why}",
+                self.addr
+            ))));
+        }
+    }
+}
+
+struct InFlightGuard<'a> {
+    slot: &'a UdpSlot,
+    id: u16,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .slot
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.remove(&self.id);
+    }
+}
+
+async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            r = slot.sock.recv(&mut buf) => match r {
+                Ok(n) => {
+                    slot.deliver(&buf[..n]);
+                    // Drain what else is queued before waiting again.
+                    while let Ok(n) = slot.sock.try_recv(&mut buf) {
+                        slot.deliver(&buf[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => slot.fail_all(&e),
+                Err(_) => {}
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Upstream({})", self.label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(name: &str) -> Query {
+        Query::query(Name::from_ascii(name).unwrap(), RecordType::A)
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_bounded_and_cleaned_up() {
+        // A silent upstream: the port is held, nothing ever answers (and no ICMP comes back).
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let slot = &pool.slots[0];
+        let q = question("example.org.");
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT {
+            waiting.push(slot.register(&q).expect("room"));
+        }
+        assert!(slot.register(&q).is_none(), "the cap holds");
+        // Every ID is distinct.
+        let mut ids: Vec<u16> = waiting.iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), MAX_IN_FLIGHT);
+        for (id, _) in &waiting {
+            drop(InFlightGuard { slot, id: *id });
+        }
+        assert!(slot.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn replies_match_by_id_and_question() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let slot = &pool.slots[0];
+        let (id, mut rx) = slot.register(&question("Example.ORG.")).unwrap();
+        let reply = |id: u16, name: &str| {
+            let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
+            m.queries.push(question(name));
+            m.to_vec().unwrap()
+        };
+        // Wrong ID, then right ID with the wrong question: both ignored.
+        slot.deliver(&reply(id.wrapping_add(1), "example.org."));
+        slot.deliver(&reply(id, "other.example."));
+        assert!(rx.try_recv().is_err());
+        // Too short to carry a header: ignored.
+        slot.deliver(&[0, 1, 2]);
+        // The query itself coming back (QR clear): ignored.
+        let mut echo = Message::query();
+        echo.metadata.id = id;
+        echo.queries.push(question("example.org."));
+        slot.deliver(&echo.to_vec().unwrap());
+        assert!(rx.try_recv().is_err());
+        // The question matches case-insensitively.
+        slot.deliver(&reply(id, "EXAMPLE.org."));
+        let got = rx.try_recv().expect("delivered").expect("a reply");
+        assert_eq!(got.metadata.id, id);
+        assert!(slot.in_flight.lock().unwrap().is_empty());
+
+        // A reply that does not parse fails the query instead of leaving it waiting.
+        let (id, mut rx) = slot.register(&question("example.org.")).unwrap();
+        let mut junk = id.to_be_bytes().to_vec();
+        junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
+        slot.deliver(&junk);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Err(ExchangeError::Malformed(_)))
+        ));
+    }
+
+    fn upstream(reuse: Reuse) -> Upstream {
+        let m = crate::metrics::Metrics::new();
+        let family = super::super::metrics::ForwardMetrics::get(&m);
+        let spec = UpstreamSpec {
+            addr: "127.0.0.1:53".parse().unwrap(),
+            transport: Transport::Dns,
+            server_name: None,
+        };
+        let health = HealthCheck {
+            interval: Duration::from_millis(500),
+            domain: Name::root(),
+            recursion_desired: true,
+            tcp: false,
+        };
+        let metrics = UpstreamMetrics::new(&family, spec.label());
+        Upstream::new(&spec, None, health, reuse, metrics)
+    }
+
+    fn conn() -> Box<dyn Stream> {
+        Box::new(tokio::io::duplex(64).0)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_expire_and_are_capped() {
+        let up = upstream(Reuse {
+            expire: Duration::from_millis(100),
+            max_age: Duration::ZERO,
+            max_idle: 2,
+        });
+        let now = Instant::now();
+        for _ in 0..3 {
+            up.put_idle(conn(), now);
+        }
+        assert_eq!(
+            up.idle.lock().unwrap().len(),
+            2,
+            "max_idle_conns caps the pool"
+        );
+        let (_, born) = up.take_idle().expect("an idle connection");
+        assert_eq!(born, now, "a reused connection keeps its age");
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(up.take_idle().is_none(), "idle longer than expire");
+
+        let up = upstream(Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::from_millis(100),
+            max_idle: 0,
+        });
+        up.put_idle(conn(), Instant::now() - Duration::from_millis(200));
+        assert!(up.take_idle().is_none(), "older than max_age");
+        up.put_idle(conn(), Instant::now());
+        assert!(up.take_idle().is_some());
+    }
+
+    #[test]
+    fn dial_timeout_adapts_between_one_and_thirty_seconds() {
+        let up = upstream(Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::ZERO,
+            max_idle: 0,
+        });
+        assert_eq!(up.dial_timeout(), Duration::from_secs(1));
+        for _ in 0..40 {
+            up.record_dial(Duration::from_secs(4));
+        }
+        let t = up.dial_timeout();
+        assert!(
+            t > Duration::from_secs(7) && t <= Duration::from_secs(8),
+            "{t:?}"
+        );
+        for _ in 0..40 {
+            up.record_dial(Duration::from_secs(60));
+        }
+        assert_eq!(up.dial_timeout(), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_sockets_ends_their_readers() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
+        let weak: Vec<Weak<UdpSlot>> = pool.slots.iter().map(Arc::downgrade).collect();
+        drop(pool);
+        for _ in 0..100 {
+            if weak.iter().all(|w| w.upgrade().is_none()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("a reader task outlived its upstream");
+    }
+}
