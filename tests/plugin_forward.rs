@@ -645,7 +645,7 @@ fn setup_errors_stop_the_server() {
     let conf = dir.join("Corefile");
     std::fs::write(
         &conf,
-        ".:0 {\n    forward . 127.0.0.1 {\n        policy bogus\n    }\n}\n",
+        ".:1053 {\n    forward . 127.0.0.1 {\n        policy bogus\n    }\n}\n",
     )
     .unwrap();
     let out = std::process::Command::new(binary())
