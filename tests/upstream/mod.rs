@@ -43,6 +43,8 @@ pub struct State {
     pub default: Mutex<Behavior>,
     /// Per-name behaviour (lowercase FQDN).
     pub names: Mutex<HashMap<String, Behavior>>,
+    /// Per-name-and-type behaviour (lowercase FQDN), ahead of the per-name one.
+    pub types: Mutex<HashMap<(String, RecordType), Behavior>>,
     pub udp_queries: AtomicUsize,
     pub tcp_queries: AtomicUsize,
     /// `. NS` or other NS queries: the health checks.
@@ -121,6 +123,7 @@ impl Upstream {
         let state = Arc::new(State {
             default: Mutex::new(Behavior::Answer),
             names: Mutex::new(HashMap::new()),
+            types: Mutex::new(HashMap::new()),
             udp_queries: AtomicUsize::new(0),
             tcp_queries: AtomicUsize::new(0),
             health_checks: AtomicUsize::new(0),
@@ -193,6 +196,15 @@ impl Upstream {
             .insert(name.to_ascii_lowercase(), b);
     }
 
+    /// Behaviour for one type of one name only (e.g. SERVFAIL for AAAA while A answers).
+    pub fn set_name_type(&self, name: &str, qtype: RecordType, b: Behavior) {
+        self.state
+            .types
+            .lock()
+            .unwrap()
+            .insert((name.to_ascii_lowercase(), qtype), b);
+    }
+
     pub fn queries(&self) -> usize {
         self.state.udp_queries.load(Ordering::SeqCst)
             + self.state.tcp_queries.load(Ordering::SeqCst)
@@ -246,6 +258,11 @@ fn behavior_for(st: &State, msg: &Message) -> Behavior {
     } else {
         format!("{name}.")
     };
+    if let Some(q) = msg.queries.first() {
+        if let Some(b) = st.types.lock().unwrap().get(&(name.clone(), q.query_type)) {
+            return b.clone();
+        }
+    }
     if let Some(b) = st.names.lock().unwrap().get(&name) {
         return b.clone();
     }
