@@ -8,6 +8,18 @@ declare -A want=(
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [dnsperf]=dnsperf
+  # The interop suite (tests/interop_dualstack.rs): network namespaces and the real clients,
+  # built from tests/interop/ (pip fetches the c-ares 1.15.0 sources).
+  [ip]=iproute2
+  [gcc]=gcc
+  [musl-gcc]=musl-tools
+  [pgbouncer]=pgbouncer
+  [nginx]=nginx
+  [pip3]=python3-pip
+)
+# file -> Debian package, for what is not a command
+declare -A want_files=(
+  [/usr/include/ares.h]=libc-ares-dev
 )
 if [ "${1:-}" = "--bench" ]; then
   want[nsd]=nsd
@@ -20,6 +32,9 @@ fi
 missing=()
 for cmd in "${!want[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${want[$cmd]}")
+done
+for f in "${!want_files[@]}"; do
+  [ -e "$f" ] || missing+=("${want_files[$f]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

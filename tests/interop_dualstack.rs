@@ -46,8 +46,14 @@ fn skip(why: &str) -> bool {
     if required() {
         panic!("interop suite cannot run: {why} (run scripts/install-deps.sh as root)");
     }
-    eprintln!("\n*** SKIPPED interop test: {why} ***\n");
+    shout(&format!("SKIPPED interop test: {why}"));
     false
+}
+
+/// A skip must not pass unseen: the test harness captures `eprintln!` of passing tests, but not
+/// what is written to the stderr handle directly.
+fn shout(what: &str) {
+    let _ = writeln!(std::io::stderr(), "\n*** {what} ***\n");
 }
 
 /// Root, `ip`, the Debian packages and the built clients; None (after a loud skip) otherwise.
@@ -132,10 +138,11 @@ fn plugins_present(plugins: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!(
-        "\n*** SKIPPED interop scenario: this ferrodns build has no {} plugin (ferrodns -plugins) ***\n",
+    shout(&format!(
+        "SKIPPED interop scenario {}: this ferrodns build has no {} plugin (ferrodns -plugins)",
+        std::thread::current().name().unwrap_or("?"),
         missing.join(", ")
-    );
+    ));
     false
 }
 
@@ -384,7 +391,8 @@ struct Outcome {
     error: Option<String>,
     /// The questions ferrodns saw from it, in order, with their rcodes ("A NOERROR").
     queries: Vec<String>,
-    /// Everything it printed or logged, for the failure message.
+    /// Everything it printed or logged, shown (through Debug) when an assertion fails.
+    #[allow(dead_code)]
     detail: String,
 }
 
@@ -583,16 +591,14 @@ fn pgbouncer(c: &Clients, ns: &Netns, name: &str, cares115: bool) -> Outcome {
         .map(str::to_string);
     // "S-0x...: db/u@198.18.1.2:5432 ..." names the address it resolved to.
     let mut addrs = Vec::new();
-    for l in text.lines() {
-        if let Some(at) = l.find("db/u@") {
-            let rest = &l[at + 5..];
-            if let Some(end) = rest.rfind(":5432") {
-                if let Ok(a) = rest[..end].trim_matches(['[', ']']).parse::<IpAddr>() {
-                    if !addrs.contains(&a) {
-                        addrs.push(a);
-                    }
-                }
-            }
+    let logged = text.lines().filter_map(|l| {
+        let rest = &l[l.find("db/u@")? + 5..];
+        let host = &rest[..rest.rfind(":5432")?];
+        host.trim_matches(['[', ']']).parse::<IpAddr>().ok()
+    });
+    for a in logged {
+        if !addrs.contains(&a) {
+            addrs.push(a);
         }
     }
     let error = error.or_else(|| {
@@ -733,7 +739,9 @@ fn resolve_all(c: &Clients, ns: &Netns, srv: &Server, name: &str) -> HashMap<Cli
     let mut out = HashMap::new();
     for client in ALL {
         let before = srv.stdout_text().len();
+        let started = Instant::now();
         let mut o = client.resolve(c, ns, name);
+        let took = started.elapsed();
         std::thread::sleep(Duration::from_millis(100));
         let log = srv.stdout_text();
         o.queries = log
@@ -743,7 +751,7 @@ fn resolve_all(c: &Clients, ns: &Netns, srv: &Server, name: &str) -> HashMap<Cli
             .filter_map(logged_question)
             .collect();
         eprintln!(
-            "{client:?}: {} addrs={:?} firsts={:?} {} queries={:?}",
+            "{client:?}: {} in {took:.1?} addrs={:?} firsts={:?} {} queries={:?}",
             if o.resolved() { "resolved" } else { "FAILED" },
             o.addrs,
             o.firsts,
@@ -822,6 +830,35 @@ const TOLERANT: [Client; 5] = [
     Client::PgBouncer,
 ];
 
+/// The clients that give up on the whole lookup when the AAAA question fails.
+const INTOLERANT: [Client; 4] = [
+    Client::Musl,
+    Client::Cares115Ghbn,
+    Client::PgBouncer115,
+    Client::Nginx,
+];
+
+fn assert_error(out: &HashMap<Client, Outcome>, client: Client, words: &str) {
+    let o = &out[&client];
+    assert!(
+        o.error.as_deref().is_some_and(|e| e.contains(words)),
+        "{client:?} should fail with {words:?}, got {o:?}"
+    );
+}
+
+/// A fix worked: every client resolved `NAME` to its A record and nothing else (the AAAA half
+/// became NODATA, never a record of the wrong type).
+fn assert_fixed(out: &HashMap<Client, Outcome>, a: IpAddr, why: &str) {
+    assert_resolved(out, &ALL, a, why);
+    for c in ALL {
+        let o = &out[&c];
+        assert!(
+            o.addrs.iter().all(|x| *x == a),
+            "{why}: {c:?} should get only {a}, got {o:?}"
+        );
+    }
+}
+
 const TEMPLATE_FIX: &str = "    template IN AAAA {\n        match ^postgresql-primary.*\n        rcode NOERROR\n        fallthrough\n    }";
 const DUALSTACK_FIX: &str = "    dualstack {\n        aaaa_failure nodata\n    }";
 
@@ -832,30 +869,198 @@ fn servfail_aaaa_through_plain_forward_breaks_musl_nginx_and_cares_115() {
         return;
     };
     assert_resolved(&out, &TOLERANT, a, "plain forward, AAAA SERVFAIL");
-    assert_failed(
+    assert_failed(&out, &INTOLERANT, "plain forward, AAAA SERVFAIL");
+    // The reasons each gives, as an operator sees them. c-ares 1.15 takes the SERVFAIL for a
+    // broken server and ends with "Could not contact DNS servers".
+    assert_error(&out, Client::Musl, "Try again");
+    assert_error(&out, Client::Cares115Ghbn, "Could not contact DNS servers");
+    assert_error(&out, Client::PgBouncer115, "DNS lookup failed");
+    assert_error(
         &out,
-        &[
-            Client::Musl,
-            Client::Cares115Ghbn,
-            Client::PgBouncer115,
-            Client::Nginx,
-        ],
-        "plain forward, AAAA SERVFAIL",
+        Client::Nginx,
+        "could not be resolved (2: Server failure)",
     );
-    // The reasons each gives, as an operator sees them.
-    assert_eq!(out[&Client::Musl].error.as_deref(), Some("ERROR Try again"));
+}
+
+#[test]
+fn nxdomain_aaaa_through_plain_forward() {
+    let _serial = serial();
+    let Some((a, out)) = incident(2, Behavior::Rcode(ResponseCode::NXDomain), "") else {
+        return;
+    };
+    assert_resolved(&out, &TOLERANT, a, "plain forward, AAAA NXDOMAIN");
+    assert_failed(&out, &INTOLERANT, "plain forward, AAAA NXDOMAIN");
+    assert_error(&out, Client::Musl, "Name does not resolve");
+    assert_error(&out, Client::Cares115Ghbn, "Domain name not found");
+    assert_error(&out, Client::PgBouncer115, "DNS lookup failed");
+    assert_error(
+        &out,
+        Client::Nginx,
+        "could not be resolved (3: Host not found)",
+    );
+}
+
+#[test]
+fn servfail_aaaa_with_the_template_fix_every_client_resolves() {
+    let _serial = serial();
+    if !plugins_present(&["template"]) {
+        return;
+    }
+    let Some((a, out)) = incident(3, Behavior::Rcode(ResponseCode::ServFail), TEMPLATE_FIX) else {
+        return;
+    };
+    assert_fixed(&out, a, "template fix, AAAA SERVFAIL");
+}
+
+#[test]
+fn nxdomain_aaaa_with_the_template_fix_every_client_resolves() {
+    let _serial = serial();
+    if !plugins_present(&["template"]) {
+        return;
+    }
+    let Some((a, out)) = incident(4, Behavior::Rcode(ResponseCode::NXDomain), TEMPLATE_FIX) else {
+        return;
+    };
+    assert_fixed(&out, a, "template fix, AAAA NXDOMAIN");
+}
+
+#[test]
+fn servfail_aaaa_with_dualstack_nodata_every_client_resolves() {
+    let _serial = serial();
+    if !plugins_present(&["dualstack"]) {
+        return;
+    }
+    let Some((a, out)) = incident(5, Behavior::Rcode(ResponseCode::ServFail), DUALSTACK_FIX) else {
+        return;
+    };
+    assert_fixed(&out, a, "dualstack aaaa_failure nodata, AAAA SERVFAIL");
+}
+
+#[test]
+fn nxdomain_aaaa_with_dualstack_nodata_every_client_resolves() {
+    let _serial = serial();
+    if !plugins_present(&["dualstack"]) {
+        return;
+    }
+    let Some((a, out)) = incident(6, Behavior::Rcode(ResponseCode::NXDomain), DUALSTACK_FIX) else {
+        return;
+    };
+    assert_fixed(&out, a, "dualstack aaaa_failure nodata, AAAA NXDOMAIN");
+}
+
+#[test]
+fn rewrite_type_aaaa_a_breaks_nginx() {
+    let _serial = serial();
+    if !plugins_present(&["rewrite"]) {
+        return;
+    }
+    let Some((a, out)) = incident(
+        7,
+        Behavior::Rcode(ResponseCode::ServFail),
+        "    rewrite type AAAA A",
+    ) else {
+        return;
+    };
+    // nginx checks every answer record's type against its question and drops the whole answer.
+    assert_failed(&out, &[Client::Nginx], "rewrite type AAAA A");
+    assert_error(&out, Client::Nginx, "unexpected A record in DNS response");
+    // The others resolve; musl and c-ares 1.18 even take the A records in the AAAA answer as
+    // addresses and return the IPv4 address twice.
+    let others: Vec<Client> = ALL.into_iter().filter(|c| *c != Client::Nginx).collect();
+    assert_resolved(&out, &others, a, "rewrite type AAAA A");
+    for c in [Client::Musl, Client::Cares118Gai] {
+        assert_eq!(out[&c].addrs, vec![a, a], "rewrite type AAAA A: {c:?}");
+    }
+}
+
+/// The IPv4-only service behind NAT64: its A record, and the address `dns64` makes of it (on
+/// the IPv6-only namespace's loopback, so a client that uses it reaches nginx's backend).
+const V4_ONLY: Ipv4Addr = Ipv4Addr::new(198, 18, 99, 2);
+const SYNTHESIZED: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xc612, 0x6302);
+
+/// Scenario 3: an IPv6-only namespace (it reaches ferrodns over IPv6) asking for a name that
+/// has only an A record upstream.
+fn ipv6_only(index: u8, plugins: &str) -> Option<HashMap<Client, Outcome>> {
+    let c = clients()?;
+    let ns = Netns::new(index, false, &[SYNTHESIZED]);
+    let up = incident_upstream(V4_ONLY, Behavior::Answer);
+    let srv = ferrodns(&ns, plugins, &up);
+    eprintln!("--- plugins:\n{plugins}");
+    Some(resolve_all(c, &ns, &srv, NAME))
+}
+
+#[test]
+fn plain_dns64_still_hands_ipv6_only_clients_the_ipv4_address() {
+    let _serial = serial();
+    if !plugins_present(&["dns64"]) {
+        return;
+    }
+    let Some(out) = ipv6_only(8, "    dns64") else {
+        return;
+    };
+    let v4 = IpAddr::V4(V4_ONLY);
+    let v6 = IpAddr::V6(SYNTHESIZED);
+    for c in ALL {
+        let o = &out[&c];
+        assert!(
+            o.resolved() && o.addrs.contains(&v6),
+            "plain dns64: {c:?} should get {SYNTHESIZED}, got {o:?}"
+        );
+    }
+    // Whoever asks A and AAAA and keeps both gets the IPv4 address as well: glibc's and musl's
+    // getaddrinfo and ares_getaddrinfo sort it after the IPv6 one (it has no route here), nginx
+    // puts it first in about every second lookup and connects to it first.
+    for c in [
+        Client::Glibc,
+        Client::Musl,
+        Client::Cares118Gai,
+        Client::Nginx,
+    ] {
+        let o = &out[&c];
+        assert!(
+            o.has_v4(),
+            "plain dns64: {c:?} should also get {V4_ONLY}, got {o:?}"
+        );
+    }
+    for c in [Client::Glibc, Client::Musl, Client::Cares118Gai] {
+        assert_eq!(out[&c].addrs, vec![v6, v4], "plain dns64: {c:?} order");
+    }
+    let nginx = &out[&Client::Nginx];
     assert!(
-        out[&Client::Nginx]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("could not be resolved (2: Server failure)")
+        nginx.firsts.contains(&v4),
+        "plain dns64: nginx should try {V4_ONLY} first in some of {NGINX_REQUESTS} requests: {nginx:?}"
     );
-    assert!(
-        out[&Client::PgBouncer115]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("DNS lookup failed")
-    );
+    // getent ahosts asks with AI_ADDRCONFIG (this namespace has no IPv4 address, so only AAAA
+    // is asked); ares_gethostbyname(AF_UNSPEC) returns one family and prefers IPv6 (1.15 only
+    // asks A when AAAA has nothing); PgBouncer uses that call.
+    for c in [
+        Client::Getent,
+        Client::Cares118Ghbn,
+        Client::Cares115Ghbn,
+        Client::PgBouncer,
+        Client::PgBouncer115,
+    ] {
+        assert_eq!(out[&c].addrs, vec![v6], "plain dns64: {c:?}");
+    }
+}
+
+#[test]
+fn dualstack_filter_a_behind_dns64_gives_ipv6_only_clients_no_ipv4() {
+    let _serial = serial();
+    if !plugins_present(&["dns64", "dualstack"]) {
+        return;
+    }
+    let Some(out) = ipv6_only(
+        9,
+        "    dualstack {\n        filter_a fd00:f3d::/48\n    }\n    dns64",
+    ) else {
+        return;
+    };
+    for c in ALL {
+        let o = &out[&c];
+        assert!(
+            o.resolved() && o.addrs.contains(&IpAddr::V6(SYNTHESIZED)) && !o.has_v4(),
+            "dualstack filter_a + dns64: {c:?} should get only {SYNTHESIZED}, got {o:?}"
+        );
+    }
 }

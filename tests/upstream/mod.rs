@@ -258,10 +258,10 @@ fn behavior_for(st: &State, msg: &Message) -> Behavior {
     } else {
         format!("{name}.")
     };
-    if let Some(q) = msg.queries.first() {
-        if let Some(b) = st.types.lock().unwrap().get(&(name.clone(), q.query_type)) {
-            return b.clone();
-        }
+    if let Some(q) = msg.queries.first()
+        && let Some(b) = st.types.lock().unwrap().get(&(name.clone(), q.query_type))
+    {
+        return b.clone();
     }
     if let Some(b) = st.names.lock().unwrap().get(&name) {
         return b.clone();
