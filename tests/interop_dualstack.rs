@@ -968,7 +968,7 @@ fn rewrite_type_aaaa_a_breaks_nginx() {
     // addresses and return the IPv4 address twice.
     let others: Vec<Client> = ALL.into_iter().filter(|c| *c != Client::Nginx).collect();
     assert_resolved(&out, &others, a, "rewrite type AAAA A");
-    for c in [Client::Musl, Client::Cares118Gai] {
+    for c in [Client::Musl, Client::Cares118Gai, Client::Cares118Ghbn] {
         assert_eq!(out[&c].addrs, vec![a, a], "rewrite type AAAA A: {c:?}");
     }
 }
@@ -1063,4 +1063,66 @@ fn dualstack_filter_a_behind_dns64_gives_ipv6_only_clients_no_ipv4() {
             "dualstack filter_a + dns64: {c:?} should get only {SYNTHESIZED}, got {o:?}"
         );
     }
+}
+
+/// The first A and the first AAAA question ferrodns finished for a client, in order.
+fn first_two(o: &Outcome) -> Vec<&str> {
+    let mut seen = Vec::new();
+    for q in &o.queries {
+        let t = q.split_whitespace().next().unwrap_or("");
+        if (t == "A" || t == "AAAA") && !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    seen
+}
+
+/// How each client asks: with the AAAA answer held back 400 ms, a client that asks both at once
+/// finishes A first; with the A answer held back, AAAA first. A client that asks one after the
+/// other finishes them in its own order either way.
+#[test]
+fn which_clients_ask_a_and_aaaa_in_parallel() {
+    let _serial = serial();
+    let Some(c) = clients() else { return };
+    let ns = Netns::new(10, true, &[]);
+    let a = ns.ns4.unwrap();
+    let up = incident_upstream(a, Behavior::Delay(400));
+    let srv = ferrodns(&ns, "", &up);
+    let slow_aaaa = resolve_all(c, &ns, &srv, NAME);
+    up.set_name_type(&format!("{NAME}."), RecordType::AAAA, Behavior::Answer);
+    up.set_name_type(&format!("{NAME}."), RecordType::A, Behavior::Delay(400));
+    let slow_a = resolve_all(c, &ns, &srv, NAME);
+    let mut parallel = Vec::new();
+    let mut sequential = Vec::new();
+    for client in ALL {
+        let (x, y) = (first_two(&slow_aaaa[&client]), first_two(&slow_a[&client]));
+        assert!(slow_aaaa[&client].resolved() && slow_a[&client].resolved());
+        if x == ["A", "AAAA"] && y == ["AAAA", "A"] {
+            parallel.push(client);
+        } else if x == y && x.len() == 2 {
+            sequential.push((client, x.join(" then ")));
+        } else {
+            panic!("{client:?}: unexpected question pattern {x:?} / {y:?}");
+        }
+    }
+    eprintln!("question patterns: parallel {parallel:?}; sequential {sequential:?}");
+    assert_eq!(
+        parallel,
+        vec![
+            Client::Glibc,
+            Client::Getent,
+            Client::Musl,
+            Client::Cares118Gai,
+            Client::Cares118Ghbn,
+            Client::PgBouncer,
+            Client::Nginx,
+        ]
+    );
+    assert_eq!(
+        sequential,
+        vec![
+            (Client::Cares115Ghbn, "AAAA then A".to_string()),
+            (Client::PgBouncer115, "AAAA then A".to_string()),
+        ]
+    );
 }
