@@ -90,6 +90,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "nsid" => plugins::nsid::setup,
         "prometheus" => plugins::prometheus::setup,
         "ready" => plugins::ready::setup,
+        "rewrite" => plugins::rewrite::setup,
         "root" => plugins::root::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,

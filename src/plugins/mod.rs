@@ -15,5 +15,6 @@ pub mod nsid;
 pub mod prometheus;
 pub mod r#loop;
 pub mod ready;
+pub mod rewrite;
 pub mod root;
 pub mod whoami;
