@@ -175,11 +175,7 @@ pub(super) fn apply(rules: &[ResponseRule], msg: &mut Message) {
     }
     let mut rcode = u16::from(msg.metadata.response_code);
     let before = rcode;
-    for section in [
-        &mut msg.authorities,
-        &mut msg.answers,
-        &mut msg.additionals,
-    ] {
+    for section in [&mut msg.authorities, &mut msg.answers, &mut msg.additionals] {
         for rr in section.iter_mut() {
             for rule in rules.iter().rev() {
                 rule.apply_record(&mut rcode, rr);

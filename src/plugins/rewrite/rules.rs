@@ -245,9 +245,7 @@ impl Rule {
                 w.set_name(new);
                 Some(rules)
             }
-            Kind::Answer { matcher, rule } => {
-                matcher.matches(&w.lower).then(|| vec![rule.clone()])
-            }
+            Kind::Answer { matcher, rule } => matcher.matches(&w.lower).then(|| vec![rule.clone()]),
             Kind::Edns0(rule) => rule.rewrite(w),
         }
     }
@@ -339,11 +337,15 @@ impl Edns0Rule {
                     // CoreDNS writes the server address in the client's address family.
                     Variable::ServerIp => {
                         let local = match req.local.ip() {
-                            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                            IpAddr::V6(v6) => {
+                                v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+                            }
                             v4 => v4,
                         };
                         match (req.ip(), local) {
-                            (IpAddr::V6(_), IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets().to_vec(),
+                            (IpAddr::V6(_), IpAddr::V4(v4)) => {
+                                v4.to_ipv6_mapped().octets().to_vec()
+                            }
                             (IpAddr::V4(_), IpAddr::V6(_)) => return None,
                             (_, ip) => ip_bytes(ip),
                         }
@@ -479,7 +481,9 @@ fn compile(pattern: &str) -> Option<Regex> {
 
 /// How many of `{0}` ... `{100}` a replacement uses (CoreDNS's `getSubExprUsage`).
 fn groups_used(s: &str) -> usize {
-    (0..=100).filter(|i| s.contains(&format!("{{{i}}}"))).count()
+    (0..=100)
+        .filter(|i| s.contains(&format!("{{{i}}}")))
+        .count()
 }
 
 /// CoreDNS's `isValidRegexPattern`.
@@ -533,10 +537,7 @@ fn parse_name(args: &[String]) -> Result<Kind, String> {
                 // Exchanging suffix and replacement maps answers back more precisely than a
                 // per-query remap would.
                 let back = StringRewriter::Suffix(Arc::new((to.clone(), from.clone())));
-                let mut rules = vec![
-                    ResponseRule::Name(back.clone()),
-                    ResponseRule::Value(back),
-                ];
+                let mut rules = vec![ResponseRule::Name(back.clone()), ResponseRule::Value(back)];
                 rules.append(&mut answers);
                 answers = rules;
             }
@@ -750,7 +751,10 @@ fn parse_rcode_value(v: &str) -> Option<u16> {
 
 fn parse_rcode(args: &[String]) -> Result<Kind, String> {
     if args.len() < 3 {
-        return Err(format!("too few ({}) arguments for a rcode rule", args.len()));
+        return Err(format!(
+            "too few ({}) arguments for a rcode rule",
+            args.len()
+        ));
     }
     let (old, new) = match args.len() {
         3 => (args[1].as_str(), args[2].as_str()),
@@ -804,7 +808,10 @@ fn parse_uint(s: &str, bits: u32) -> Result<u64, String> {
     }
     let n = u64::from_str_radix(body, radix).map_err(|e| match e.kind() {
         std::num::IntErrorKind::PosOverflow => {
-            format!("strconv.ParseUint: parsing {}: value out of range", quote(s))
+            format!(
+                "strconv.ParseUint: parsing {}: value out of range",
+                quote(s)
+            )
         }
         _ => syntax(),
     })?;
@@ -956,12 +963,6 @@ fn parse_variable(v: &str) -> Result<Variable, String> {
             Variable::Metadata
         }
     })
-}
-
-#[cfg(test)]
-pub(super) fn parse_line(line: &str) -> Result<Rule, String> {
-    let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
-    parse(&args)
 }
 
 #[cfg(test)]
