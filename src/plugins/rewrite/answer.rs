@@ -119,12 +119,8 @@ impl ResponseRule {
                     rr.ttl = *max;
                 }
             }
-            ResponseRule::Rcode { old, new } => {
-                if *rcode == *old {
-                    *rcode = *new;
-                }
-            }
-            ResponseRule::EdnsRevert { .. } => {}
+            ResponseRule::Rcode { old, new } if *rcode == *old => *rcode = *new,
+            ResponseRule::Rcode { .. } | ResponseRule::EdnsRevert { .. } => {}
         }
     }
 
@@ -133,11 +129,7 @@ impl ResponseRule {
     /// the OPT header for the client anyway.
     fn apply_opt(&self, rcode: &mut u16, edns: &mut Edns) {
         match self {
-            ResponseRule::Rcode { old, new } => {
-                if *rcode == *old {
-                    *rcode = *new;
-                }
-            }
+            ResponseRule::Rcode { old, new } if *rcode == *old => *rcode = *new,
             ResponseRule::EdnsRevert { code, original } => {
                 let code = EdnsCode::from(*code);
                 let options = &mut edns.options_mut().options;

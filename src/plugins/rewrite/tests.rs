@@ -12,7 +12,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 
 use super::*;
 use crate::plugin::{Failure, Next, Plugin, Request, Response, Served};
-use crate::plugins::whoami::testkit::{self, Ask, ask, record, run, show};
+use crate::plugins::whoami::testkit::{self, Ask, ask, run, show};
 
 /// What the fake backend answers for the question it is given.
 type Backend = fn(&Request) -> Result<Message, ResponseCode>;
@@ -593,7 +593,8 @@ impl IntoRequest for Request {
 fn edns0_local() {
     let q = || ask("example.org.", RecordType::A);
     // (rules, query, data the backend sees for 0xffee)
-    let cases: Vec<(&[&str], Request, Vec<Vec<u8>>)> = vec![
+    type Case = (&'static [&'static str], Request, Vec<Vec<u8>>);
+    let cases: Vec<Case> = vec![
         (
             &["edns0 local set 0xffee 0x61626364"],
             q().request(),
@@ -956,5 +957,4 @@ fn no_match_passes_the_query_through() {
     let served = plugin.serve(&req, Next::new(&rest));
     assert!(matches!(served, Served::Ready(Ok(_))));
     assert_eq!(next.seen.lock().unwrap()[0], req.msg);
-    let _ = record;
 }
