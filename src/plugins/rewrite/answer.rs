@@ -27,11 +27,11 @@ pub(super) enum ResponseRule {
     Ttl { min: u32, max: u32 },
     /// Replace rcode `old` with `new`.
     Rcode { old: u16, new: u16 },
-    /// Give the client back an EDNS0 option as it sent it (`revert`): the options with `code`
-    /// in the answer are replaced by `original`, or removed when the client sent none.
+    /// Give the client back an EDNS0 option as it sent it (`revert`): the first option with
+    /// `code` in the answer becomes `original`, or is removed when `rewrite` added it.
     EdnsRevert {
         code: u16,
-        original: Vec<EdnsOption>,
+        original: Option<EdnsOption>,
     },
 }
 
@@ -133,11 +133,15 @@ impl ResponseRule {
             ResponseRule::EdnsRevert { code, original } => {
                 let code = EdnsCode::from(*code);
                 let options = &mut edns.options_mut().options;
-                if !options.iter().any(|(c, _)| *c == code) {
+                let Some(i) = options.iter().position(|(c, _)| *c == code) else {
                     return;
+                };
+                match original {
+                    Some(o) => options[i].1 = o.clone(),
+                    None => {
+                        options.remove(i);
+                    }
                 }
-                options.retain(|(c, _)| *c != code);
-                options.extend(original.iter().map(|o| (code, o.clone())));
             }
             _ => {}
         }

@@ -264,20 +264,11 @@ impl Edns0Rule {
 
     fn rewrite(&self, w: &mut Work<'_>) -> Option<Vec<ResponseRule>> {
         let code = self.code();
-        // What the query carried before this rule, for `revert`.
-        let original: Vec<EdnsOption> = if self.revert {
-            w.edns()
-                .map(|e| {
-                    e.options()
-                        .options
-                        .iter()
-                        .filter(|(c, _)| *c == code)
-                        .map(|(_, o)| o.clone())
-                        .collect()
-                })
-                .unwrap_or_default()
+        // The option this rule replaces, if any: what `revert` gives the client back.
+        let original: Option<EdnsOption> = if self.revert {
+            w.edns().and_then(|e| e.option(code).cloned())
         } else {
-            Vec::new()
+            None
         };
         let done = if self.action == Action::Unset {
             let has = w
@@ -314,7 +305,7 @@ impl Edns0Rule {
         if !done {
             return None;
         }
-        Some(if self.revert {
+        Some(if self.revert && self.action != Action::Unset {
             vec![ResponseRule::EdnsRevert {
                 code: u16::from(code),
                 original,
@@ -506,10 +497,11 @@ fn parse_name(args: &[String]) -> Result<Kind, String> {
         (EXACT.to_owned(), normalize(&args[0]), normalize(&args[1]))
     } else {
         let t = args[0].to_lowercase();
-        if t == REGEX {
-            (t, args[1].clone(), args[2].clone())
-        } else {
-            (t, normalize(&args[1]), normalize(&args[2]))
+        match t.as_str() {
+            REGEX => (t, args[1].clone(), args[2].clone()),
+            // Partial matches work inside labels (`prefix api- svc-`): lower case only.
+            PREFIX | SUBSTRING => (t, args[1].to_lowercase(), args[2].to_lowercase()),
+            _ => (t, normalize(&args[1]), normalize(&args[2])),
         }
     };
     if match_type == EXACT || match_type == SUFFIX {
@@ -642,9 +634,9 @@ fn parse_answers(name: &str, args: &[String]) -> Result<(bool, Vec<ResponseRule>
 fn matcher(kind: &str, s: &str, field: &str) -> Result<Matcher, String> {
     Ok(match kind.to_lowercase().as_str() {
         EXACT => Matcher::Exact(normalize(s)),
-        PREFIX => Matcher::Prefix(normalize(s)),
+        PREFIX => Matcher::Prefix(s.to_lowercase()),
         SUFFIX => Matcher::Suffix(normalize(s)),
-        SUBSTRING => Matcher::Substring(normalize(s)),
+        SUBSTRING => Matcher::Substring(s.to_lowercase()),
         REGEX => Matcher::Regex(
             compile(s).ok_or_else(|| format!("invalid regex pattern in a {field} rule: {s}"))?,
         ),
@@ -862,10 +854,7 @@ fn parse_edns0(args: &[String]) -> Result<Edns0Rule, String> {
     // `revert` ends a set/append/replace rule: the option is for the chain only.
     let mut args = args;
     let mut revert = false;
-    if action != Action::Unset
-        && args.len() > 2
-        && args[args.len() - 1].eq_ignore_ascii_case("revert")
-    {
+    if action != Action::Unset && args.len() > 2 && args[args.len() - 1] == "revert" {
         revert = true;
         args = &args[..args.len() - 1];
     }
@@ -882,7 +871,7 @@ fn parse_edns0(args: &[String]) -> Result<Edns0Rule, String> {
                 }
             } else {
                 if args.len() != 4 {
-                    return Err("EDNS0 local rules require exactly three args".into());
+                    return Err("EDNS0 local rules require three or four args".into());
                 }
                 let code = parse_uint(&args[2], 16)? as u16;
                 let data = &args[3];
@@ -906,7 +895,7 @@ fn parse_edns0(args: &[String]) -> Result<Edns0Rule, String> {
         }
         "nsid" => {
             if args.len() != 2 {
-                return Err("EDNS0 NSID rules do not accept args".into());
+                return Err("EDNS0 NSID rules can accept no more than one arg".into());
             }
             Edns0Option::Nsid
         }
@@ -918,7 +907,7 @@ fn parse_edns0(args: &[String]) -> Result<Edns0Rule, String> {
                 Edns0Option::Subnet { v4: 0, v6: 0 }
             } else {
                 if args.len() != 4 {
-                    return Err("EDNS0 subnet rules require exactly three args".into());
+                    return Err("EDNS0 subnet rules require three or four args".into());
                 }
                 let v4 = parse_uint(&args[2], 16)?;
                 if v4 > 32 {

@@ -169,18 +169,43 @@ fn request_rewrites() {
             RecordType::A,
             "a.example.org. IN A",
         ),
-        // CoreDNS makes prefix and substring arguments fully qualified: `a.` is the prefix.
-        (
-            &["name prefix a b"],
-            "a.example.org.",
-            RecordType::A,
-            "b.example.org. IN A",
-        ),
+        // Prefix and substring work inside labels (lower case, not made fully qualified, as in
+        // CoreDNS's TestPartialRewrite); exact and suffix names are fully qualified.
         (
             &["name prefix a b"],
             "ab.example.org.",
             RecordType::A,
-            "ab.example.org. IN A",
+            "bb.example.org. IN A",
+        ),
+        (
+            &["name prefix API- SVC-"],
+            "api-prod.example.",
+            RecordType::A,
+            "svc-prod.example. IN A",
+        ),
+        (
+            &["name prefix API. SVC-"],
+            "api.prod.example.",
+            RecordType::A,
+            "svc-prod.example. IN A",
+        ),
+        (
+            &["name substring -API- -SVC-"],
+            "my-api-prod.example.",
+            RecordType::A,
+            "my-svc-prod.example. IN A",
+        ),
+        (
+            &["name substring API. SVC."],
+            "my.api.prod.example.",
+            RecordType::A,
+            "my.svc.prod.example. IN A",
+        ),
+        (
+            &["name suffix PROD.EXAMPLE STAGING.EXAMPLE"],
+            "api.prod.example.",
+            RecordType::A,
+            "api.staging.example. IN A",
         ),
         (
             &["name suffix .example.org .example.net"],
@@ -448,6 +473,15 @@ fn response_rewrites() {
                 "a.example. 100 IN SRV 0 0 80 www.a.example.",
             ],
             authority: &["a.example. 200 IN SOA ns.a.example. hostmaster.example. 1 2 3 4 5"],
+            rcode: ResponseCode::NoError,
+        },
+        // A partial prefix matches inside the first label.
+        Case {
+            rules: &["ttl prefix A 15"],
+            name: "ab.example.",
+            backend: a_records,
+            answer: &["ab.example. 15 IN A 192.0.2.1"],
+            authority: &[],
             rcode: ResponseCode::NoError,
         },
         Case {
@@ -876,7 +910,7 @@ fn setup_errors() {
         ("edns0 local add 1 2", r#"invalid action: "add""#),
         (
             "edns0 local set 0xffee",
-            "EDNS0 local rules require exactly three args",
+            "EDNS0 local rules require three or four args",
         ),
         (
             "edns0 local set 0xfffff a",
@@ -898,7 +932,10 @@ fn setup_errors() {
             "edns0 local set 0xffee {bogus}",
             r#"unsupported variable name "{bogus}""#,
         ),
-        ("edns0 nsid set x", "EDNS0 NSID rules do not accept args"),
+        (
+            "edns0 nsid set x",
+            "EDNS0 NSID rules can accept no more than one arg",
+        ),
         ("edns0 subnet set 33 56", "invalid IPv4 bit mask length 33"),
         (
             "edns0 subnet set 24 129",
