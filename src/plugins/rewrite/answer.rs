@@ -1,13 +1,10 @@
 //! Response rules: what `rewrite` does to the answer on its way back to the client (CoreDNS's
 //! `ResponseReverter` and its `ResponseRule`s).
 //!
-//! CoreDNS applies every response rule to every record, authority first, then answer, then
+//! CoreDNS applies the record rules to every record, authority first, then answer, then
 //! additional, and for each record the rules in reverse order (the last request rewrite is
-//! undone first). That per-record shape has visible consequences that users' Corefiles rely on,
-//! so it is kept here as is:
-//! - an `rcode` rule only fires when the answer carries at least one record (an empty NXDOMAIN
-//!   keeps its rcode) — in CoreDNS the OPT record of an upstream answer counts as one;
-//! - chained `rcode` rules can fire once per record.
+//! undone first). `rcode` rules act on the message once, so that an answer without records (a
+//! bare SERVFAIL or NXDOMAIN) is rewritten too, as current CoreDNS does.
 
 use std::sync::Arc;
 
@@ -93,7 +90,7 @@ pub(super) fn substitute(pattern: &Regex, replacement: &str, src: &str) -> Optio
 
 impl ResponseRule {
     /// CoreDNS's `RewriteResponse(res, rr)` for one record.
-    fn apply_record(&self, rcode: &mut u16, rr: &mut Record) {
+    fn apply_record(&self, rr: &mut Record) {
         match self {
             ResponseRule::Name(rw) => {
                 if let Some(new) = rw.rewrite(&rr.name.to_ascii())
@@ -119,17 +116,15 @@ impl ResponseRule {
                     rr.ttl = *max;
                 }
             }
-            ResponseRule::Rcode { old, new } if *rcode == *old => *rcode = *new,
             ResponseRule::Rcode { .. } | ResponseRule::EdnsRevert { .. } => {}
         }
     }
 
     /// The same for the answer's OPT record, which CoreDNS keeps among the additional records.
-    /// Name, value and TTL rules have nothing to do there that would survive: the server writes
-    /// the OPT header for the client anyway.
-    fn apply_opt(&self, rcode: &mut u16, edns: &mut Edns) {
+    /// Only `revert` has something to do there: the server writes the OPT header for the client
+    /// anyway.
+    fn apply_opt(&self, edns: &mut Edns) {
         match self {
-            ResponseRule::Rcode { old, new } if *rcode == *old => *rcode = *new,
             ResponseRule::EdnsRevert { code, original } => {
                 let code = EdnsCode::from(*code);
                 let options = &mut edns.options_mut().options;
@@ -164,26 +159,40 @@ fn value_name(data: &mut RData) -> Option<&mut Name> {
     })
 }
 
-/// Apply `rules` to every record of `msg` the way CoreDNS's reverter does.
+/// Apply `rules` to `msg` the way CoreDNS's reverter does.
 pub(super) fn apply(rules: &[ResponseRule], msg: &mut Message) {
     if rules.is_empty() {
         return;
     }
     let mut rcode = u16::from(msg.metadata.response_code);
     let before = rcode;
-    for section in [&mut msg.authorities, &mut msg.answers, &mut msg.additionals] {
-        for rr in section.iter_mut() {
-            for rule in rules.iter().rev() {
-                rule.apply_record(&mut rcode, rr);
-            }
-        }
-    }
-    if let Some(edns) = msg.edns.as_mut() {
-        for rule in rules.iter().rev() {
-            rule.apply_opt(&mut rcode, edns);
+    for rule in rules.iter().rev() {
+        if let ResponseRule::Rcode { old, new } = rule
+            && rcode == *old
+        {
+            rcode = *new;
         }
     }
     if rcode != before {
         msg.metadata.response_code = <ResponseCode as From<u16>>::from(rcode);
     }
+    for section in [&mut msg.authorities, &mut msg.answers, &mut msg.additionals] {
+        for rr in section.iter_mut() {
+            for rule in rules.iter().rev() {
+                rule.apply_record(rr);
+            }
+        }
+    }
+    if let Some(edns) = msg.edns.as_mut() {
+        for rule in rules.iter().rev() {
+            rule.apply_opt(edns);
+        }
+    }
+}
+
+/// Whether `rules` can change an rcode.
+pub(super) fn has_rcode_rule(rules: &[ResponseRule]) -> bool {
+    rules
+        .iter()
+        .any(|r| matches!(r, ResponseRule::Rcode { .. }))
 }

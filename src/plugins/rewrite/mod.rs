@@ -61,9 +61,6 @@ struct Reverter {
     /// The question as the client asked it.
     original: Query,
     rules: Vec<ResponseRule>,
-    /// A `stop` rule matched: CoreDNS then writes the failure answers of the rest of the chain
-    /// itself, through the reverter.
-    stopped: bool,
 }
 
 impl Reverter {
@@ -78,25 +75,23 @@ impl Reverter {
                 answer::apply(&self.rules, msg);
                 Ok(resp)
             }
-            Err(failure) if self.stopped && failure.reply => {
-                // CoreDNS answers the failure here with the client's question and applies the
-                // response rules to that answer; with EDNS0 it carries an OPT record, which is
-                // the one record an `rcode` rule can fire on. Only when a rule changed the
-                // rcode does the answer differ from the server's own failure answer (which also
-                // carries the client's question), so the failure, and its error for `errors`,
-                // is kept otherwise.
-                if rewritten.edns().is_none() || self.rules.is_empty() {
+            Err(failure) if failure.reply => {
+                // CoreDNS writes the failure answer of the rest of the chain itself, through the
+                // reverter: the client's question, and the response rules applied, so that
+                // `rcode ... SERVFAIL NOERROR` works on a bare failure. The answer only differs
+                // from the server's own failure answer (which also carries the client's
+                // question) when an rcode rule fired; otherwise the failure, and its error for
+                // `errors`, goes on as it is.
+                if !answer::has_rcode_rule(&self.rules) {
                     return Err(failure);
                 }
                 let mut msg = rewritten.reply();
                 msg.metadata.response_code = failure.rcode;
-                msg.edns = rewritten.msg.edns.clone();
                 msg.queries[0] = self.original;
                 answer::apply(&self.rules, &mut msg);
                 if msg.metadata.response_code == failure.rcode {
                     return Err(failure);
                 }
-                msg.edns = None;
                 Ok(Response::new(msg, "rewrite"))
             }
             Err(failure) => Err(failure),
@@ -148,7 +143,6 @@ impl Plugin for Rewrite {
             let reverter = Reverter {
                 original: req.query().clone(),
                 rules: responses,
-                stopped,
             };
             return next
                 .serve(req)
@@ -174,7 +168,6 @@ impl Plugin for Rewrite {
         let reverter = Reverter {
             original: req.query().clone(),
             rules: responses,
-            stopped,
         };
         // The same as `serve_owned` followed by `map`, in one allocation instead of two.
         Served::pending(async move {

@@ -477,8 +477,18 @@ fn groups_used(s: &str) -> usize {
         .count()
 }
 
+/// The longest regular expression CoreDNS compiles (a guard against memory exhaustion at
+/// start-up).
+const MAX_REGEX_LEN: usize = 10_000;
+
 /// CoreDNS's `isValidRegexPattern`.
 fn regex_for(from: &str, to: &str) -> Result<Regex, String> {
+    if from.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "regex pattern too long: {} > {MAX_REGEX_LEN}",
+            from.len()
+        ));
+    }
     let re = compile(from).ok_or_else(|| format!("invalid regex matching pattern: {from}"))?;
     if groups_used(to) > re.captures_len() - 1 {
         return Err(format!(
@@ -637,9 +647,18 @@ fn matcher(kind: &str, s: &str, field: &str) -> Result<Matcher, String> {
         PREFIX => Matcher::Prefix(s.to_lowercase()),
         SUFFIX => Matcher::Suffix(normalize(s)),
         SUBSTRING => Matcher::Substring(s.to_lowercase()),
-        REGEX => Matcher::Regex(
-            compile(s).ok_or_else(|| format!("invalid regex pattern in a {field} rule: {s}"))?,
-        ),
+        REGEX => {
+            if s.len() > MAX_REGEX_LEN {
+                return Err(format!(
+                    "regex pattern too long in a {field} rule: {} > {MAX_REGEX_LEN}",
+                    s.len()
+                ));
+            }
+            Matcher::Regex(
+                compile(s)
+                    .ok_or_else(|| format!("invalid regex pattern in a {field} rule: {s}"))?,
+            )
+        }
         _ => {
             return Err(format!(
                 "{field} rule supports only exact, prefix, suffix, substring, and regex name \
@@ -649,7 +668,8 @@ fn matcher(kind: &str, s: &str, field: &str) -> Result<Matcher, String> {
     })
 }
 
-/// The largest TTL (RFC 2181 §8).
+/// The upper end of an open range `MIN-` (RFC 2181 §8's largest TTL). Explicit values may go up
+/// to 2^32-1, as CoreDNS parses them.
 const MAX_TTL: u64 = 2_147_483_647;
 
 /// A TTL or a `MIN-MAX` range (either end may be left out, not both).
@@ -658,7 +678,7 @@ fn parse_ttl_value(v: &str) -> Option<(u32, u32)> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        s.parse::<u64>().ok().filter(|n| *n <= MAX_TTL)
+        s.parse::<u32>().ok().map(u64::from)
     };
     let parts: Vec<&str> = v.split('-').collect();
     let (min, max) = match parts.as_slice() {

@@ -492,7 +492,7 @@ fn response_rewrites() {
             authority: &[],
             rcode: ResponseCode::NoError,
         },
-        // rcode rules act per record, as CoreDNS's: with an SOA the NXDOMAIN is rewritten ...
+        // rcode rules act on the message: with an SOA ...
         Case {
             rules: &["rcode a.example. NXDOMAIN NOERROR"],
             name: "a.example.",
@@ -501,14 +501,14 @@ fn response_rewrites() {
             authority: &["a.example. 300 IN SOA ns.a.example. hostmaster.example. 1 2 3 4 5"],
             rcode: ResponseCode::NoError,
         },
-        // ... without any record it is not.
+        // ... and without any record.
         Case {
             rules: &["rcode a.example. NXDOMAIN NOERROR"],
             name: "a.example.",
             backend: nxdomain_empty,
             answer: &[],
             authority: &[],
-            rcode: ResponseCode::NXDomain,
+            rcode: ResponseCode::NoError,
         },
         Case {
             rules: &["rcode suffix example. 3 5"],
@@ -551,18 +551,33 @@ fn failures_keep_the_clients_question() {
         servfail,
     );
     assert_eq!(out.unwrap_err(), ResponseCode::ServFail);
-    // With EDNS0 the failure answer carries an OPT record, so an rcode rule fires on it.
-    let (_, out) = exchange(
+    // An rcode rule turns a bare failure into an answer, with the client's question, in stop
+    // and continue mode, with and without EDNS0 (CoreDNS's TestRCodeRewriteEmptyResponse).
+    for rules in [
         &[
             "continue name a.example. b.example.",
             "rcode b.example. SERVFAIL NOERROR",
-        ],
-        ask("a.example.", RecordType::A).edns(1232),
+        ][..],
+        &["rcode a.example. SERVFAIL NOERROR"][..],
+        &["continue rcode a.example. SERVFAIL NOERROR"][..],
+    ] {
+        for query in [
+            ask("a.example.", RecordType::A).request(),
+            ask("a.example.", RecordType::A).edns(1232).request(),
+        ] {
+            let (_, out) = exchange(rules, query, servfail);
+            let m = out.unwrap_or_else(|rc| panic!("{rules:?}: {rc}"));
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{rules:?}");
+            assert_eq!(question(&m), "a.example. IN A", "{rules:?}");
+        }
+    }
+    // A rule for another rcode leaves the failure to the server.
+    let (_, out) = exchange(
+        &["rcode a.example. NXDOMAIN NOERROR"],
+        ask("a.example.", RecordType::A),
         servfail,
     );
-    let m = out.unwrap();
-    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-    assert_eq!(question(&m), "a.example. IN A");
+    assert_eq!(out.unwrap_err(), ResponseCode::ServFail);
 }
 
 fn local(m: &Message, code: u16) -> Vec<Vec<u8>> {
@@ -884,8 +899,8 @@ fn setup_errors() {
         ("ttl a -", "invalid TTL '-' for a ttl rule"),
         ("ttl a 20-10", "invalid TTL '20-10' for a ttl rule"),
         (
-            "ttl a 2147483648",
-            "invalid TTL '2147483648' for a ttl rule",
+            "ttl a 4294967296",
+            "invalid TTL '4294967296' for a ttl rule",
         ),
         (
             "ttl fuzzy a 5",
@@ -979,6 +994,17 @@ fn ttl_values() {
     assert_eq!(rules::ttl_value("-"), None);
     assert_eq!(rules::ttl_value("1-2-3"), None);
     assert_eq!(rules::ttl_value("+5"), None);
+    assert_eq!(rules::ttl_value("4294967295"), Some((u32::MAX, u32::MAX)));
+    let long = format!("name regex {} x", "a".repeat(10_001));
+    assert_eq!(
+        rules::parse(&long.split(' ').map(str::to_owned).collect::<Vec<_>>()).unwrap_err(),
+        "regex pattern too long: 10001 > 10000"
+    );
+    let long = format!("ttl regex {} 5", "a".repeat(10_001));
+    assert_eq!(
+        rules::parse(&long.split(' ').map(str::to_owned).collect::<Vec<_>>()).unwrap_err(),
+        "regex pattern too long in a ttl rule: 10001 > 10000"
+    );
 }
 
 #[test]
