@@ -124,21 +124,19 @@ impl ResponseRule {
     /// Only `revert` has something to do there: the server writes the OPT header for the client
     /// anyway.
     fn apply_opt(&self, edns: &mut Edns) {
-        match self {
-            ResponseRule::EdnsRevert { code, original } => {
-                let code = EdnsCode::from(*code);
-                let options = &mut edns.options_mut().options;
-                let Some(i) = options.iter().position(|(c, _)| *c == code) else {
-                    return;
-                };
-                match original {
-                    Some(o) => options[i].1 = o.clone(),
-                    None => {
-                        options.remove(i);
-                    }
-                }
+        let ResponseRule::EdnsRevert { code, original } = self else {
+            return;
+        };
+        let code = EdnsCode::from(*code);
+        let options = &mut edns.options_mut().options;
+        let Some(i) = options.iter().position(|(c, _)| *c == code) else {
+            return;
+        };
+        match original {
+            Some(o) => options[i].1 = o.clone(),
+            None => {
+                options.remove(i);
             }
-            _ => {}
         }
     }
 }
