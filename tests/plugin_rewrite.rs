@@ -205,3 +205,42 @@ fn setup_error_names_file_and_line() {
         "{text}"
     );
 }
+
+/// The README's use case: a failure of the rest of the chain (here `hosts` without
+/// `fallthrough`, which answers SERVFAIL for names it does not know) turned into NOERROR.
+#[test]
+fn rcode_rewrite_of_a_bare_failure() {
+    let srv = Server::start(&corefile(
+        "    rewrite rcode suffix example.org SERVFAIL NOERROR",
+    ));
+    for (proto, ask) in TRANSPORTS {
+        let m = ask(&srv, "unknown.example.org.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
+        assert_eq!(question(&m), "unknown.example.org. A", "{proto}");
+        assert!(m.answers.is_empty(), "{proto}");
+        // Other names keep their failure.
+        let m = ask(&srv, "unknown.example.net.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{proto}");
+    }
+}
+
+/// An EDNS0 rewrite changes what the chain sees, never what the client gets: no OPT record for
+/// a client that sent none.
+#[test]
+fn edns0_rewrite_keeps_the_clients_edns() {
+    let srv = Server::start(&corefile(
+        "    rewrite continue edns0 local set 0xffee {client_ip}\n    rewrite edns0 subnet set 24 56",
+    ));
+    let plain = udp_exchange(srv.addr(), &query("www.example.org.", RecordType::A)).unwrap();
+    assert_eq!(plain.answers.len(), 2);
+    assert!(plain.edns.is_none());
+    let with = udp_exchange(
+        srv.addr(),
+        &with_edns(query("www.example.org.", RecordType::A), 1232),
+    )
+    .unwrap();
+    assert_eq!(with.answers.len(), 2);
+    assert!(with.edns.is_some());
+    let tcp = tcp_exchange(srv.addr(), &query("www.example.org.", RecordType::A)).unwrap();
+    assert_eq!(tcp.answers.len(), 2);
+}
