@@ -439,8 +439,10 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
                     to: ty(&to)?,
                 }
             } else {
-                let class = |s: &str| {
-                    DNSClass::from_str(s).map_err(|_| format!("invalid class {}", quote(s)))
+                // miekg/dns also knows CSNET, which hickory has no name for.
+                let class = |s: &str| match s {
+                    "CS" => Ok(DNSClass::Unknown(2)),
+                    _ => DNSClass::from_str(s).map_err(|_| format!("invalid class {}", quote(s))),
                 };
                 Kind::Class {
                     from: class(&from)?,
