@@ -94,6 +94,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "prometheus" => plugins::prometheus::setup,
         "ready" => plugins::ready::setup,
         "reload" => plugins::reload::setup,
+        "rewrite" => plugins::rewrite::setup,
         "root" => plugins::root::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,

@@ -19,5 +19,6 @@ pub mod nsid;
 pub mod prometheus;
 pub mod ready;
 pub mod reload;
+pub mod rewrite;
 pub mod root;
 pub mod whoami;
