@@ -4,6 +4,8 @@ pub mod acl;
 pub mod any;
 pub mod bufsize;
 pub mod chaos;
+pub mod dns64;
+pub mod dualstack;
 pub mod errors;
 pub mod health;
 pub mod hosts;
