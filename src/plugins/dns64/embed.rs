@@ -66,7 +66,10 @@ impl Prefix {
                 let host = u128::MAX.checked_shr(u32::from(bits)).unwrap_or(0);
                 let net = u128::from(v6) & !host;
                 if !LENGTHS.contains(&bits) {
-                    return Err(PrefixError::Length(format!("{}/{bits}", Ipv6Addr::from(net))));
+                    return Err(PrefixError::Length(format!(
+                        "{}/{bits}",
+                        Ipv6Addr::from(net)
+                    )));
                 }
                 Ok(Prefix {
                     octets: net.to_be_bytes(),
@@ -234,7 +237,13 @@ mod tests {
             Prefix::parse("8.8.8.8/24"),
             Err(PrefixError::NotIpv6("8.8.8.0/24".into()))
         );
-        for bad in ["foobar", "64:ff9b::", "64:ff9b::/", "64:ff9b::/+96", "64:ff9b::/129"] {
+        for bad in [
+            "foobar",
+            "64:ff9b::",
+            "64:ff9b::/",
+            "64:ff9b::/+96",
+            "64:ff9b::/129",
+        ] {
             assert_eq!(Prefix::parse(bad), Err(PrefixError::Syntax), "{bad}");
         }
     }
@@ -256,6 +265,9 @@ mod tests {
         );
         assert_eq!(ip6_arpa_addr("0.ip6.arpa."), None);
         assert_eq!(ip6_arpa_addr(&name.replace("1.2.2", "g.2.2")), None);
-        assert_eq!(in_addr_arpa("192.0.2.33".parse().unwrap()), "33.2.0.192.in-addr.arpa.");
+        assert_eq!(
+            in_addr_arpa("192.0.2.33".parse().unwrap()),
+            "33.2.0.192.in-addr.arpa."
+        );
     }
 }

@@ -35,7 +35,8 @@ const DEFAULT_TTL: u32 = 600;
 /// RFC 7050 §2.2 / RFC 8880: the name clients ask to learn the NAT64 prefix, and its two
 /// well-known IPv4 addresses.
 const IPV4ONLY_ARPA: &str = "ipv4only.arpa.";
-const IPV4ONLY_ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
+const IPV4ONLY_ADDRS: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(192, 0, 0, 171)];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
@@ -282,9 +283,7 @@ impl Dns64 {
                 m.answers = a
                     .answers
                     .into_iter()
-                    .filter(|rr| {
-                        matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME)
-                    })
+                    .filter(|rr| matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME))
                     .collect();
                 m.authorities = a.authorities;
                 m.edns = a.edns;

@@ -42,8 +42,16 @@ fn cases() -> Vec<Case> {
             name: "A only: synthesized, TTL bounded by the AAAA answer's SOA minimum",
             corefile: PLAIN,
             scripts: vec![
-                ("a.example.org.", TAAAA, negative(ResponseCode::NoError, &[SOA])),
-                ("a.example.org.", TA, answer(&["a.example.org. 3600 A 192.0.2.33"])),
+                (
+                    "a.example.org.",
+                    TAAAA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
+                (
+                    "a.example.org.",
+                    TA,
+                    answer(&["a.example.org. 3600 A 192.0.2.33"]),
+                ),
             ],
             qname: "a.example.org.",
             qtype: TAAAA,
@@ -61,7 +69,10 @@ fn cases() -> Vec<Case> {
                 (
                     "a.example.org.",
                     TA,
-                    answer(&["a.example.org. 3600 A 192.0.2.33", "a.example.org. 30 A 192.0.2.34"]),
+                    answer(&[
+                        "a.example.org. 3600 A 192.0.2.33",
+                        "a.example.org. 30 A 192.0.2.34",
+                    ]),
                 ),
             ],
             qname: "a.example.org.",
@@ -79,8 +90,16 @@ fn cases() -> Vec<Case> {
             name: "both families: the real AAAA goes back, no A question",
             corefile: PLAIN,
             scripts: vec![
-                ("b.example.org.", TAAAA, answer(&["b.example.org. 60 AAAA 2001:db8::1"])),
-                ("b.example.org.", TA, answer(&["b.example.org. 60 A 192.0.2.1"])),
+                (
+                    "b.example.org.",
+                    TAAAA,
+                    answer(&["b.example.org. 60 AAAA 2001:db8::1"]),
+                ),
+                (
+                    "b.example.org.",
+                    TA,
+                    answer(&["b.example.org. 60 A 192.0.2.1"]),
+                ),
             ],
             qname: "b.example.org.",
             qtype: TAAAA,
@@ -93,7 +112,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "AAAA only asked as AAAA: untouched",
             corefile: PLAIN,
-            scripts: vec![("c.example.org.", TAAAA, answer(&["c.example.org. 60 AAAA 2001:db8::2"]))],
+            scripts: vec![(
+                "c.example.org.",
+                TAAAA,
+                answer(&["c.example.org. 60 AAAA 2001:db8::2"]),
+            )],
             qname: "c.example.org.",
             qtype: TAAAA,
             client: V6,
@@ -106,35 +129,59 @@ fn cases() -> Vec<Case> {
             name: "neither family: the AAAA NODATA stands with its SOA",
             corefile: PLAIN,
             scripts: vec![
-                ("d.example.org.", TAAAA, negative(ResponseCode::NoError, &[SOA])),
-                ("d.example.org.", TA, negative(ResponseCode::NoError, &[SOA])),
+                (
+                    "d.example.org.",
+                    TAAAA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
+                (
+                    "d.example.org.",
+                    TA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
             ],
             qname: "d.example.org.",
             qtype: TAAAA,
             client: V6,
             rcode: Some(ResponseCode::NoError),
             answer: &[],
-            authority: &["example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300"],
+            authority: &[
+                "example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300",
+            ],
             asked: &[("d.example.org.", TAAAA), ("d.example.org.", TA)],
         },
         Case {
             name: "NXDOMAIN passes through (RFC 6147 5.1.2), no A question",
             corefile: PLAIN,
-            scripts: vec![("nx.example.org.", TAAAA, negative(ResponseCode::NXDomain, &[SOA]))],
+            scripts: vec![(
+                "nx.example.org.",
+                TAAAA,
+                negative(ResponseCode::NXDomain, &[SOA]),
+            )],
             qname: "nx.example.org.",
             qtype: TAAAA,
             client: V6,
             rcode: Some(ResponseCode::NXDomain),
             answer: &[],
-            authority: &["example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300"],
+            authority: &[
+                "example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300",
+            ],
             asked: &[("nx.example.org.", TAAAA)],
         },
         Case {
             name: "SERVFAIL answer for AAAA counts as empty: synthesized",
             corefile: PLAIN,
             scripts: vec![
-                ("e.example.org.", TAAAA, negative(ResponseCode::ServFail, &[])),
-                ("e.example.org.", TA, answer(&["e.example.org. 120 A 192.0.2.5"])),
+                (
+                    "e.example.org.",
+                    TAAAA,
+                    negative(ResponseCode::ServFail, &[]),
+                ),
+                (
+                    "e.example.org.",
+                    TA,
+                    answer(&["e.example.org. 120 A 192.0.2.5"]),
+                ),
             ],
             qname: "e.example.org.",
             qtype: TAAAA,
@@ -148,8 +195,16 @@ fn cases() -> Vec<Case> {
             name: "AAAA failure (timeout) with an A record: synthesized",
             corefile: PLAIN,
             scripts: vec![
-                ("f.example.org.", TAAAA, Script::Fail(ResponseCode::ServFail)),
-                ("f.example.org.", TA, answer(&["f.example.org. 120 A 192.0.2.6"])),
+                (
+                    "f.example.org.",
+                    TAAAA,
+                    Script::Fail(ResponseCode::ServFail),
+                ),
+                (
+                    "f.example.org.",
+                    TA,
+                    answer(&["f.example.org. 120 A 192.0.2.6"]),
+                ),
             ],
             qname: "f.example.org.",
             qtype: TAAAA,
@@ -163,22 +218,36 @@ fn cases() -> Vec<Case> {
             name: "AAAA failure, A NODATA: the A's empty answer is the basis (5.1.6)",
             corefile: PLAIN,
             scripts: vec![
-                ("g.example.org.", TAAAA, Script::Fail(ResponseCode::ServFail)),
-                ("g.example.org.", TA, negative(ResponseCode::NoError, &[SOA])),
+                (
+                    "g.example.org.",
+                    TAAAA,
+                    Script::Fail(ResponseCode::ServFail),
+                ),
+                (
+                    "g.example.org.",
+                    TA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
             ],
             qname: "g.example.org.",
             qtype: TAAAA,
             client: V6,
             rcode: Some(ResponseCode::NoError),
             answer: &[],
-            authority: &["example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300"],
+            authority: &[
+                "example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300",
+            ],
             asked: &[("g.example.org.", TAAAA), ("g.example.org.", TA)],
         },
         Case {
             name: "AAAA failure, A failure: the failure stands",
             corefile: PLAIN,
             scripts: vec![
-                ("h.example.org.", TAAAA, Script::Fail(ResponseCode::ServFail)),
+                (
+                    "h.example.org.",
+                    TAAAA,
+                    Script::Fail(ResponseCode::ServFail),
+                ),
                 ("h.example.org.", TA, Script::Fail(ResponseCode::ServFail)),
             ],
             qname: "h.example.org.",
@@ -196,7 +265,10 @@ fn cases() -> Vec<Case> {
                 (
                     "www.example.org.",
                     TAAAA,
-                    with_authority(answer(&["www.example.org. 300 CNAME web.example.net."]), &[SOA]),
+                    with_authority(
+                        answer(&["www.example.org. 300 CNAME web.example.net."]),
+                        &[SOA],
+                    ),
                 ),
                 (
                     "www.example.org.",
@@ -222,8 +294,16 @@ fn cases() -> Vec<Case> {
             name: "only IPv4-mapped AAAA: treated as none (5.1.4)",
             corefile: PLAIN,
             scripts: vec![
-                ("m.example.org.", TAAAA, answer(&["m.example.org. 60 AAAA ::ffff:192.0.2.9"])),
-                ("m.example.org.", TA, answer(&["m.example.org. 60 A 192.0.2.9"])),
+                (
+                    "m.example.org.",
+                    TAAAA,
+                    answer(&["m.example.org. 60 AAAA ::ffff:192.0.2.9"]),
+                ),
+                (
+                    "m.example.org.",
+                    TA,
+                    answer(&["m.example.org. 60 A 192.0.2.9"]),
+                ),
             ],
             qname: "m.example.org.",
             qtype: TAAAA,
@@ -239,7 +319,10 @@ fn cases() -> Vec<Case> {
             scripts: vec![(
                 "n.example.org.",
                 TAAAA,
-                answer(&["n.example.org. 60 AAAA ::ffff:192.0.2.9", "n.example.org. 60 AAAA 2001:db8::9"]),
+                answer(&[
+                    "n.example.org. 60 AAAA ::ffff:192.0.2.9",
+                    "n.example.org. 60 AAAA 2001:db8::9",
+                ]),
             )],
             qname: "n.example.org.",
             qtype: TAAAA,
@@ -253,23 +336,41 @@ fn cases() -> Vec<Case> {
             name: "IPv4 client: untouched without allow_ipv4",
             corefile: PLAIN,
             scripts: vec![
-                ("a.example.org.", TAAAA, negative(ResponseCode::NoError, &[SOA])),
-                ("a.example.org.", TA, answer(&["a.example.org. 3600 A 192.0.2.33"])),
+                (
+                    "a.example.org.",
+                    TAAAA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
+                (
+                    "a.example.org.",
+                    TA,
+                    answer(&["a.example.org. 3600 A 192.0.2.33"]),
+                ),
             ],
             qname: "a.example.org.",
             qtype: TAAAA,
             client: V4,
             rcode: Some(ResponseCode::NoError),
             answer: &[],
-            authority: &["example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300"],
+            authority: &[
+                "example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 3600 86400 300",
+            ],
             asked: &[("a.example.org.", TAAAA)],
         },
         Case {
             name: "IPv4 client with allow_ipv4: synthesized",
             corefile: ". {\n dns64 {\n  allow_ipv4\n }\n}\n",
             scripts: vec![
-                ("a.example.org.", TAAAA, negative(ResponseCode::NoError, &[SOA])),
-                ("a.example.org.", TA, answer(&["a.example.org. 3600 A 192.0.2.33"])),
+                (
+                    "a.example.org.",
+                    TAAAA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
+                (
+                    "a.example.org.",
+                    TA,
+                    answer(&["a.example.org. 3600 A 192.0.2.33"]),
+                ),
             ],
             qname: "a.example.org.",
             qtype: TAAAA,
@@ -283,8 +384,16 @@ fn cases() -> Vec<Case> {
             name: "translate_all replaces real AAAA records",
             corefile: ". {\n dns64 64:1337::/96 {\n  translate_all\n }\n}\n",
             scripts: vec![
-                ("b.example.org.", TAAAA, answer(&["b.example.org. 60 AAAA 2001:db8::1"])),
-                ("b.example.org.", TA, answer(&["b.example.org. 60 A 192.0.2.1"])),
+                (
+                    "b.example.org.",
+                    TAAAA,
+                    answer(&["b.example.org. 60 AAAA 2001:db8::1"]),
+                ),
+                (
+                    "b.example.org.",
+                    TA,
+                    answer(&["b.example.org. 60 A 192.0.2.1"]),
+                ),
             ],
             qname: "b.example.org.",
             qtype: TAAAA,
@@ -298,8 +407,16 @@ fn cases() -> Vec<Case> {
             name: "translate_all without an A record: NODATA",
             corefile: ". {\n dns64 {\n  translate_all\n }\n}\n",
             scripts: vec![
-                ("c.example.org.", TAAAA, answer(&["c.example.org. 60 AAAA 2001:db8::2"])),
-                ("c.example.org.", TA, negative(ResponseCode::NoError, &[SOA])),
+                (
+                    "c.example.org.",
+                    TAAAA,
+                    answer(&["c.example.org. 60 AAAA 2001:db8::2"]),
+                ),
+                (
+                    "c.example.org.",
+                    TA,
+                    negative(ResponseCode::NoError, &[SOA]),
+                ),
             ],
             qname: "c.example.org.",
             qtype: TAAAA,
@@ -312,7 +429,11 @@ fn cases() -> Vec<Case> {
         Case {
             name: "A questions pass untouched",
             corefile: PLAIN,
-            scripts: vec![("a.example.org.", TA, answer(&["a.example.org. 3600 A 192.0.2.33"]))],
+            scripts: vec![(
+                "a.example.org.",
+                TA,
+                answer(&["a.example.org. 3600 A 192.0.2.33"]),
+            )],
             qname: "a.example.org.",
             qtype: TA,
             client: V6,
@@ -364,7 +485,10 @@ fn cases() -> Vec<Case> {
             rcode: Some(ResponseCode::NXDomain),
             answer: &[],
             authority: &[],
-            asked: &[("0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.", TPTR)],
+            asked: &[(
+                "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.",
+                TPTR,
+            )],
         },
         Case {
             name: "PTR outside the prefix goes on",
@@ -376,7 +500,10 @@ fn cases() -> Vec<Case> {
             rcode: Some(ResponseCode::NXDomain),
             answer: &[],
             authority: &[],
-            asked: &[("1.2.2.0.0.0.0.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", TPTR)],
+            asked: &[(
+                "1.2.2.0.0.0.0.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+                TPTR,
+            )],
         },
         Case {
             name: "ipv4only.arpa A: the two well-known addresses, answered here",
@@ -386,7 +513,10 @@ fn cases() -> Vec<Case> {
             qtype: TA,
             client: V4,
             rcode: Some(ResponseCode::NoError),
-            answer: &["ipv4only.arpa. 600 IN A 192.0.0.170", "ipv4only.arpa. 600 IN A 192.0.0.171"],
+            answer: &[
+                "ipv4only.arpa. 600 IN A 192.0.0.170",
+                "ipv4only.arpa. 600 IN A 192.0.0.171",
+            ],
             authority: &[],
             asked: &[],
         },
@@ -434,8 +564,11 @@ fn answers() {
                 (None, Err(f)) => assert_eq!(f.rcode, ResponseCode::ServFail, "{what}"),
                 (want, got) => panic!("{what}: want {want:?}, got {got:?}"),
             }
-            let asked: Vec<(String, RecordType)> =
-                case.asked.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+            let asked: Vec<(String, RecordType)> = case
+                .asked
+                .iter()
+                .map(|(n, t)| (n.to_string(), *t))
+                .collect();
             assert_eq!(fake.asked(), asked, "{what}");
         }
     }
@@ -470,7 +603,11 @@ fn every_prefix_length() {
         let rest = vec![fake];
         let req = ask("x.example.", TAAAA).from(V6).request();
         let m = testkit::message(run(plugin.as_ref(), &req, &rest));
-        assert_eq!(show(&m.answers), [format!("x.example. 60 IN AAAA {want}")], "{prefix}");
+        assert_eq!(
+            show(&m.answers),
+            [format!("x.example. 60 IN AAAA {want}")],
+            "{prefix}"
+        );
 
         let addr: std::net::Ipv6Addr = want.parse().unwrap();
         let mut reverse = String::new();
@@ -496,7 +633,10 @@ fn other_classes_pass() {
     let (plugin, _) = build(PLAIN);
     let fake = Arc::new(Fake::new(&[]));
     let rest: Vec<Arc<dyn Plugin>> = vec![fake.clone()];
-    let req = ask("a.example.org.", TAAAA).class(DNSClass::CH).from(V6).request();
+    let req = ask("a.example.org.", TAAAA)
+        .class(DNSClass::CH)
+        .from(V6)
+        .request();
     let m = testkit::message(run(plugin.as_ref(), &req, &rest));
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(fake.asked().len(), 1);
@@ -507,8 +647,16 @@ fn counts_translations() {
     let (plugin, shared) = build(PLAIN);
     let fake: Arc<dyn Plugin> = Arc::new(Fake::new(&[
         ("a.example.org.", TAAAA, answer(&[])),
-        ("a.example.org.", TA, answer(&["a.example.org. 60 A 192.0.2.1"])),
-        ("b.example.org.", TAAAA, answer(&["b.example.org. 60 AAAA 2001:db8::1"])),
+        (
+            "a.example.org.",
+            TA,
+            answer(&["a.example.org. 60 A 192.0.2.1"]),
+        ),
+        (
+            "b.example.org.",
+            TAAAA,
+            answer(&["b.example.org. 60 AAAA 2001:db8::1"]),
+        ),
     ]));
     let rest = vec![fake];
     for name in ["a.example.org.", "a.example.org.", "b.example.org."] {
@@ -526,12 +674,17 @@ fn counts_translations() {
 #[test]
 fn setup_errors() {
     let at = |line: u32, msg: &str| {
-        Err(format!("plugin/dns64: Corefile:{line} - Error during parsing: {msg}"))
+        Err(format!(
+            "plugin/dns64: Corefile:{line} - Error during parsing: {msg}"
+        ))
     };
     for (corefile, want) in [
         (PLAIN.to_string(), Ok(())),
         (". {\n dns64 64:dead::/96\n}\n".into(), Ok(())),
-        (". {\n dns64 {\n  prefix 64:ff9b::/32\n  translate_all\n  allow_ipv4\n }\n}\n".into(), Ok(())),
+        (
+            ". {\n dns64 {\n  prefix 64:ff9b::/32\n  translate_all\n  allow_ipv4\n }\n}\n".into(),
+            Ok(()),
+        ),
         (
             ". {\n dns64 {\n  prefix 64:ff9b::/52\n }\n}\n".into(),
             at(3, "invalid prefix length \"64:ff9b::/52\""),
@@ -554,11 +707,17 @@ fn setup_errors() {
         ),
         (
             ". {\n dns64 a b\n}\n".into(),
-            at(2, "Wrong argument count or unexpected line ending after 'b'"),
+            at(
+                2,
+                "Wrong argument count or unexpected line ending after 'b'",
+            ),
         ),
         (
             ". {\n dns64 {\n  prefix\n }\n}\n".into(),
-            at(3, "Wrong argument count or unexpected line ending after 'prefix'"),
+            at(
+                3,
+                "Wrong argument count or unexpected line ending after 'prefix'",
+            ),
         ),
         (
             ". {\n dns64 {\n  foobar\n }\n}\n".into(),

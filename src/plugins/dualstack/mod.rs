@@ -84,7 +84,9 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         }
     }
     if !aaaa_failure && filter_aaaa.is_none() && filter_a.is_none() {
-        return Err(d.err("no policy configured; expect 'aaaa_failure', 'filter_aaaa' or 'filter_a'"));
+        return Err(
+            d.err("no policy configured; expect 'aaaa_failure', 'filter_aaaa' or 'filter_a'")
+        );
     }
     let metrics = c.shared.metrics.family(|r| {
         let m = Metrics {
@@ -117,8 +119,8 @@ fn networks(line: &Directive, into: &mut Vec<(std::net::IpAddr, u8)>) -> Result<
         return Err(line.arg_err());
     }
     for word in line.arg_strs() {
-        let net = parse_cidr(word)
-            .ok_or_else(|| line.err(format!("illegal CIDR notation {word:?}")))?;
+        let net =
+            parse_cidr(word).ok_or_else(|| line.err(format!("illegal CIDR notation {word:?}")))?;
         into.push(net);
     }
     Ok(())
@@ -185,7 +187,12 @@ impl Dualstack {
             let m = aaaa.message();
             if has(m, RecordType::AAAA) {
                 self.count_filtered(req, "A");
-                let aliases = m.answers.iter().filter(|rr| is_alias(rr)).cloned().collect();
+                let aliases = m
+                    .answers
+                    .iter()
+                    .filter(|rr| is_alias(rr))
+                    .cloned()
+                    .collect();
                 return Ok(nodata(req, aliases, None, m.metadata.recursion_available));
             }
         }
@@ -231,7 +238,12 @@ impl Dualstack {
         self.count_filtered(req, "AAAA");
         let soa = soa_of(&a);
         let aliases = match outcome {
-            Ok(resp) => resp.into_message().answers.into_iter().filter(is_alias).collect(),
+            Ok(resp) => resp
+                .into_message()
+                .answers
+                .into_iter()
+                .filter(is_alias)
+                .collect(),
             Err(_) => Vec::new(),
         };
         Ok(nodata(req, aliases, soa, ra))
@@ -249,7 +261,10 @@ impl Plugin for Dualstack {
         }
         match req.qtype() {
             RecordType::AAAA => {
-                let filter = self.filter_aaaa.as_ref().is_some_and(|n| n.contains(req.ip()));
+                let filter = self
+                    .filter_aaaa
+                    .as_ref()
+                    .is_some_and(|n| n.contains(req.ip()));
                 if !self.aaaa_failure && !filter {
                     return next.serve(req);
                 }
