@@ -79,10 +79,6 @@ impl Prefix {
         }
     }
 
-    pub fn len(&self) -> u8 {
-        self.len
-    }
-
     /// Whether a /96 prefix has a non-zero u-octet, which RFC 6052 §2.2 forbids (CoreDNS
     /// accepts it, and so does ferrodns, with a warning).
     pub fn u_octet_set(&self) -> bool {

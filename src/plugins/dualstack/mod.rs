@@ -14,8 +14,6 @@
 //! the rest of the chain once, through `dns64` and `cache` (see the order in
 //! `src/plugin/order.rs`).
 
-#[allow(dead_code)] // the parts of acl's network sets that dualstack does not use
-#[path = "../acl/nets.rs"]
 mod nets;
 
 use std::sync::Arc;
@@ -30,7 +28,7 @@ use crate::corefile::Directive;
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Next, Outcome, Plugin, Request, Response, Served};
 use crate::plugins::dns64::{negative_ttl, with_qtype};
-use nets::{NetSet, parse_cidr};
+use nets::NetSet;
 
 const NAME: &str = "dualstack";
 
@@ -65,8 +63,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         return Err(d.arg_err());
     }
     let mut aaaa_failure = false;
-    let mut filter_aaaa: Option<Vec<(std::net::IpAddr, u8)>> = None;
-    let mut filter_a: Option<Vec<(std::net::IpAddr, u8)>> = None;
+    let mut filter_aaaa: Option<NetSet> = None;
+    let mut filter_a: Option<NetSet> = None;
     for line in &d.block {
         match line.name.as_str() {
             "aaaa_failure" => match line.arg_strs().as_slice() {
@@ -78,8 +76,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
                 }
                 _ => return Err(line.arg_err()),
             },
-            "filter_aaaa" => networks(line, filter_aaaa.get_or_insert_with(Vec::new))?,
-            "filter_a" => networks(line, filter_a.get_or_insert_with(Vec::new))?,
+            "filter_aaaa" => networks(line, filter_aaaa.get_or_insert_with(NetSet::default))?,
+            "filter_a" => networks(line, filter_a.get_or_insert_with(NetSet::default))?,
             _ => return Err(Directive::unknown_property(line)),
         }
     }
@@ -107,21 +105,21 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     });
     Ok(Some(Arc::new(Dualstack {
         aaaa_failure,
-        filter_aaaa: filter_aaaa.map(|n| NetSet::from_networks(&n)),
-        filter_a: filter_a.map(|n| NetSet::from_networks(&n)),
+        filter_aaaa,
+        filter_a,
         metrics,
     })))
 }
 
 /// `filter_aaaa NET...` / `filter_a NET...`: addresses or CIDR networks of either family.
-fn networks(line: &Directive, into: &mut Vec<(std::net::IpAddr, u8)>) -> Result<(), SetupError> {
+fn networks(line: &Directive, into: &mut NetSet) -> Result<(), SetupError> {
     if line.args.is_empty() {
         return Err(line.arg_err());
     }
     for word in line.arg_strs() {
-        let net =
-            parse_cidr(word).ok_or_else(|| line.err(format!("illegal CIDR notation {word:?}")))?;
-        into.push(net);
+        if !into.add(word) {
+            return Err(line.err(format!("illegal CIDR notation {word:?}")));
+        }
     }
     Ok(())
 }
@@ -178,6 +176,16 @@ impl Dualstack {
             .inc();
     }
 
+    /// Whether an AAAA outcome needs the A question: a failure `aaaa_failure` may replace, or
+    /// AAAA records `filter_aaaa` may withhold from this client.
+    fn needs_a(&self, outcome: &Outcome, filter: bool) -> bool {
+        (self.aaaa_failure && failed(outcome))
+            || (filter
+                && outcome
+                    .as_ref()
+                    .is_ok_and(|r| has(r.message(), RecordType::AAAA)))
+    }
+
     /// The A question from a client in `filter_a`: ask AAAA first; if there is one (real or
     /// from `dns64`), answer NODATA without asking for A.
     async fn filter_a(&self, req: &Request, next: Next<'_>) -> Outcome {
@@ -202,14 +210,10 @@ impl Dualstack {
     /// The AAAA question: `aaaa_failure` for failed answers, `filter_aaaa` for good ones; both
     /// ask for A at most once.
     async fn aaaa(&self, req: &Request, next: Next<'_>, outcome: Outcome, filter: bool) -> Outcome {
-        let rewrite = self.aaaa_failure && failed(&outcome);
-        let strip = filter
-            && outcome
-                .as_ref()
-                .is_ok_and(|r| has(r.message(), RecordType::AAAA));
-        if !rewrite && !strip {
+        if !self.needs_a(&outcome, filter) {
             return outcome;
         }
+        let rewrite = self.aaaa_failure && failed(&outcome);
         let Some(sub) = with_qtype(req, RecordType::A) else {
             return outcome;
         };
@@ -271,13 +275,7 @@ impl Plugin for Dualstack {
                 match next.serve(req) {
                     // The common case needs nothing more: a good answer with no filter, or a
                     // good answer without AAAA records.
-                    Served::Ready(outcome)
-                        if !(self.aaaa_failure && failed(&outcome))
-                            && !(filter
-                                && outcome
-                                    .as_ref()
-                                    .is_ok_and(|r| has(r.message(), RecordType::AAAA))) =>
-                    {
+                    Served::Ready(outcome) if !self.needs_a(&outcome, filter) => {
                         Served::Ready(outcome)
                     }
                     served => Served::pending(async move {
