@@ -194,3 +194,87 @@ fn setup_error_stops_start_up() {
         "{text}"
     );
 }
+
+/// GET `path` from 127.0.0.1:`port`, retrying until the endpoint is up: the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut raw = String::new();
+            let _ = s.read_to_string(&mut raw);
+            if let Some((_, body)) = raw.split_once("\r\n\r\n") {
+                return body.to_string();
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn metrics_of_both_plugins() {
+    let mport = free_port();
+    let srv = Server::start(&corefile(&format!(
+        "    prometheus 127.0.0.1:{mport}\n    dualstack {{\n        filter_a ::1\n        filter_aaaa 127.0.0.2\n    }}\n    dns64"
+    )));
+    // dns64 synthesizes once for the AAAA question and once for dualstack's AAAA check behind
+    // the A question; dualstack empties one A and one AAAA answer.
+    ask(&srv, "::1", "udp", "v4only.example.org.", RecordType::AAAA);
+    ask(&srv, "::1", "tcp", "v4only.example.org.", RecordType::A);
+    ask(
+        &srv,
+        "127.0.0.2",
+        "udp",
+        "dual.example.org.",
+        RecordType::AAAA,
+    );
+    let body = http_get(mport, "/metrics");
+    let server = format!("server=\"dns://:{}\"", srv.port);
+    for line in [
+        format!("coredns_dns64_requests_translated_total{{{server}}} 2"),
+        format!("coredns_dualstack_filtered_total{{{server},type=\"A\"}} 1"),
+        format!("coredns_dualstack_filtered_total{{{server},type=\"AAAA\"}} 1"),
+    ] {
+        assert!(body.contains(&line), "{line}\n{body}");
+    }
+}
+
+#[test]
+fn dig_sees_the_policies() {
+    if !require("dig") {
+        return;
+    }
+    let srv = Server::start(&corefile(
+        "    dualstack {\n        filter_a ::1\n    }\n    dns64",
+    ));
+    let dig = |args: &[&str]| {
+        let out = std::process::Command::new("dig")
+            .args([
+                "@::1",
+                "-p",
+                &srv.port.to_string(),
+                "+short",
+                "+tries=1",
+                "+time=2",
+            ])
+            .args(args)
+            .output()
+            .expect("dig");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(dig(&["v4only.example.org", "AAAA"]), "64:ff9b::c000:221");
+    assert_eq!(dig(&["v4only.example.org", "A"]), "");
+    assert_eq!(dig(&["+tcp", "v4only.example.org", "A"]), "");
+    // The reverse of the synthesized address, as dig -x writes it.
+    assert_eq!(
+        dig(&["-x", "64:ff9b::c000:221"]),
+        "33.2.0.192.in-addr.arpa.\nv4only.example.org."
+    );
+}
