@@ -70,16 +70,28 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
             _ => return Err(d.arg_err()),
         }
         for line in &d.block {
-            match line.name.as_str() {
+            // CoreDNS reads a block token by token, so a word left over on a line is taken as
+            // the next property: `unknown property 'WORD'`.
+            let extra = match line.name.as_str() {
                 "prefix" => {
                     let Some(word) = line.args.first() else {
                         return Err(line.arg_err());
                     };
                     prefix = parse_prefix(line, word.text.as_str())?;
+                    line.args.get(1)
                 }
-                "translate_all" => translate_all = true,
-                "allow_ipv4" => allow_ipv4 = true,
+                "translate_all" => {
+                    translate_all = true;
+                    line.args.first()
+                }
+                "allow_ipv4" => {
+                    allow_ipv4 = true;
+                    line.args.first()
+                }
                 _ => return Err(crate::corefile::Directive::unknown_property(line)),
+            };
+            if let Some(word) = extra {
+                return Err(line.err_at(word, format!("unknown property '{}'", word.text)));
             }
         }
     }
