@@ -156,10 +156,12 @@ fn is_alias(rr: &Record) -> bool {
 }
 
 /// NODATA for `req`: the alias chain that leads to the name (the same for every type), an SOA
-/// where one is known, and nothing else.
-fn nodata(req: &Request, aliases: Vec<Record>, soa: Option<Record>, ra: bool) -> Response {
+/// where one is known, and nothing else; the AA and RA bits of `source`, the answer that told
+/// us about the name.
+fn nodata(req: &Request, aliases: Vec<Record>, soa: Option<Record>, source: &Message) -> Response {
     let mut m = req.reply();
-    m.metadata.recursion_available = ra;
+    m.metadata.authoritative = source.metadata.authoritative;
+    m.metadata.recursion_available = source.metadata.recursion_available;
     m.answers = aliases;
     m.authorities.extend(soa);
     Response::new(m, NAME)
@@ -201,7 +203,7 @@ impl Dualstack {
                     .filter(|rr| is_alias(rr))
                     .cloned()
                     .collect();
-                return Ok(nodata(req, aliases, None, m.metadata.recursion_available));
+                return Ok(nodata(req, aliases, None, m));
             }
         }
         next.serve(req).await
@@ -222,7 +224,6 @@ impl Dualstack {
             // No A record (or no answer for A): the AAAA outcome stands, failure or not.
             _ => return outcome,
         };
-        let ra = a.metadata.recursion_available;
         if rewrite {
             self.metrics
                 .rewritten
@@ -236,21 +237,28 @@ impl Dualstack {
                 .ok()
                 .and_then(|r| soa_of(r.message()))
                 .or_else(|| soa_of(&a));
-            let aliases = a.answers.into_iter().filter(is_alias).collect();
-            return Ok(nodata(req, aliases, soa, ra));
+            let aliases = a
+                .answers
+                .iter()
+                .filter(|rr| is_alias(rr))
+                .cloned()
+                .collect();
+            return Ok(nodata(req, aliases, soa, &a));
         }
         self.count_filtered(req, "AAAA");
         let soa = soa_of(&a);
-        let aliases = match outcome {
-            Ok(resp) => resp
-                .into_message()
-                .answers
-                .into_iter()
-                .filter(is_alias)
-                .collect(),
-            Err(_) => Vec::new(),
+        // `needs_a` let only a good answer with AAAA records reach this point.
+        let Ok(resp) = outcome else {
+            return outcome;
         };
-        Ok(nodata(req, aliases, soa, ra))
+        let m = resp.message();
+        let aliases = m
+            .answers
+            .iter()
+            .filter(|rr| is_alias(rr))
+            .cloned()
+            .collect();
+        Ok(nodata(req, aliases, soa, m))
     }
 }
 
