@@ -93,6 +93,11 @@ fn synthesizes_for_ipv6_clients_only() {
             "{proto}"
         );
 
+        // A name hosts does not know: SERVFAIL for AAAA counts as empty, but the A question
+        // fails too, so the SERVFAIL stands.
+        let m = ask(&srv, "::1", proto, "unknown.example.org.", RecordType::AAAA);
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{proto}");
+
         // A questions are never touched.
         let m = ask(&srv, "::1", proto, "v4only.example.org.", RecordType::A);
         assert_eq!(

@@ -87,6 +87,16 @@ fn aaaa_failure_becomes_nodata_when_a_exists() {
             RecordType::AAAA,
         );
         assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{proto}");
+        // A name hosts does not know: its A question fails too (hosts answers SERVFAIL, having
+        // no SOA to say NXDOMAIN with), so there is nothing to fall back to.
+        let m = ask(
+            &with,
+            "127.0.0.1",
+            proto,
+            "unknown.example.org.",
+            RecordType::AAAA,
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{proto}");
         // A questions are untouched.
         let m = ask(
             &with,
