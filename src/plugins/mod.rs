@@ -6,6 +6,8 @@ pub mod bind;
 pub mod bufsize;
 pub mod cache;
 pub mod chaos;
+pub mod dns64;
+pub mod dualstack;
 pub mod errors;
 pub mod forward;
 pub mod health;
