@@ -90,6 +90,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "prometheus" => plugins::prometheus::setup,
         "ready" => plugins::ready::setup,
         "root" => plugins::root::setup,
+        "template" => plugins::template::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })
