@@ -544,7 +544,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.name.iter().next(), Some(&b"a.b"[..]));
         match &r.data {
-            RData::TXT(t) => assert_eq!(&*t.txt_data()[0], b"x\"y\xff"),
+            RData::TXT(t) => assert_eq!(&*t.txt_data[0], b"x\"y\xff"),
             other => panic!("{other:?}"),
         }
     }

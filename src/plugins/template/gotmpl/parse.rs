@@ -315,8 +315,17 @@ fn is_alnum(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
-/// Split the source into tokens with their byte positions, as Go's lexer does.
+/// Split the source into tokens with their byte positions, as Go's lexer does. The list always
+/// ends with `Eof`, also after an error token.
 fn lex(src: &str) -> Vec<(Tok, usize)> {
+    let mut toks = lex_until_error(src);
+    if !matches!(toks.last(), Some((Tok::Eof, _))) {
+        toks.push((Tok::Eof, src.len()));
+    }
+    toks
+}
+
+fn lex_until_error(src: &str) -> Vec<(Tok, usize)> {
     let b = src.as_bytes();
     let mut toks = Vec::new();
     let mut i = 0;
