@@ -353,7 +353,7 @@ pub fn parse_type(upper: &str) -> Option<RecordType> {
     }
 }
 
-fn one<'t>(rtype: RecordType, tokens: &'t [Token], n: usize) -> Result<&'t [Token], String> {
+fn one(rtype: RecordType, tokens: &[Token], n: usize) -> Result<&[Token], String> {
     if tokens.len() < n {
         return Err(format!("dns: bad {rtype} rdata: too few fields"));
     }

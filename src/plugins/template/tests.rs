@@ -442,7 +442,7 @@ fn servfail_rcode_and_failures_count() {
         &ask("servfail.test.", RecordType::A).request(),
         &[],
     );
-    let f = outcome.err().expect("SERVFAIL");
+    let f = outcome.expect_err("SERVFAIL");
     assert_eq!(f.rcode, ResponseCode::ServFail);
     assert!(f.error.is_none());
 
@@ -451,8 +451,7 @@ fn servfail_rcode_and_failures_count() {
         &ask("a.broken.test.", RecordType::A).request(),
         &[],
     )
-    .err()
-    .expect("SERVFAIL");
+    .expect_err("SERVFAIL");
     assert_eq!(f.rcode, ResponseCode::ServFail);
     assert_eq!(
         f.error.unwrap().to_string(),
@@ -463,8 +462,7 @@ fn servfail_rcode_and_failures_count() {
         &ask("a.notrr.test.", RecordType::A).request(),
         &[],
     )
-    .err()
-    .expect("SERVFAIL");
+    .expect_err("SERVFAIL");
     assert_eq!(f.rcode, ResponseCode::ServFail);
 
     // A template that renders nothing adds no record.

@@ -121,6 +121,9 @@ pub trait Object {
     fn len(&self) -> usize {
         0
     }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Element `i` of a slice (`i < len()`).
     fn index(&self, _i: usize) -> Value<'_> {
         Value::Invalid
@@ -218,7 +221,7 @@ impl<'a> Value<'a> {
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
-            Value::Object(o) => o.kind() == Kind::Struct || o.len() > 0,
+            Value::Object(o) => o.kind() == Kind::Struct || !o.is_empty(),
         }
     }
 }
@@ -1204,7 +1207,7 @@ fn underscore_ok(s: &str) -> bool {
     let mut i = 0;
     let mut hex = false;
     if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'x' | b'o' | b'b') {
-        hex = b[1].to_ascii_lowercase() == b'x';
+        hex = b[1].eq_ignore_ascii_case(&b'x');
         i = 2;
         saw = b'0';
     }

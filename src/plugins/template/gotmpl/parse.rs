@@ -844,7 +844,7 @@ pub struct Parsed {
     pub defs: HashMap<String, Vec<Node>>,
 }
 
-enum End {
+enum Stop {
     End,
     Else,
     ElseIf(usize),
@@ -891,7 +891,7 @@ pub fn parse(name: &str, src: &str) -> PResult<Parsed> {
                 p.at = save;
                 match p.text_or_action()? {
                     Item::Node(n) => root.push(n),
-                    Item::End(End::End) => return Err(p.err_at(pos, "unexpected {{end}}")),
+                    Item::End(Stop::End) => return Err(p.err_at(pos, "unexpected {{end}}")),
                     Item::End(_) => return Err(p.err_at(pos, "unexpected {{else}}")),
                 }
             }
@@ -906,7 +906,7 @@ pub fn parse(name: &str, src: &str) -> PResult<Parsed> {
 
 enum Item {
     Node(Node),
-    End(End),
+    End(Stop),
 }
 
 impl<'s> Parser<'s> {
@@ -967,12 +967,12 @@ impl<'s> Parser<'s> {
         match t.0 {
             Tok::Text(s) => Ok(Item::Node(Node::Text(s))),
             Tok::LeftDelim => self.action(),
-            Tok::Eof => Ok(Item::End(End::Eof)),
+            Tok::Eof => Ok(Item::End(Stop::Eof)),
             _ => Err(self.unexpected(&t, "input")),
         }
     }
 
-    fn item_list(&mut self) -> PResult<(Vec<Node>, End)> {
+    fn item_list(&mut self) -> PResult<(Vec<Node>, Stop)> {
         let mut list = Vec::new();
         loop {
             if self.peek().0 == Tok::Eof {
@@ -980,7 +980,7 @@ impl<'s> Parser<'s> {
             }
             match self.text_or_action()? {
                 Item::Node(n) => list.push(n),
-                Item::End(End::Eof) => {
+                Item::End(Stop::Eof) => {
                     return Err(self.err_at(self.src.len(), "unexpected EOF"));
                 }
                 Item::End(e) => return Ok((list, e)),
@@ -1012,21 +1012,21 @@ impl<'s> Parser<'s> {
                 match next.0 {
                     Tok::Keyword("if") => {
                         self.next_non_space();
-                        Ok(Item::End(End::ElseIf(t.1)))
+                        Ok(Item::End(Stop::ElseIf(t.1)))
                     }
                     Tok::Keyword("with") => {
                         self.next_non_space();
-                        Ok(Item::End(End::ElseWith(t.1)))
+                        Ok(Item::End(Stop::ElseWith(t.1)))
                     }
                     _ => {
                         self.expect_right_delim("else")?;
-                        Ok(Item::End(End::Else))
+                        Ok(Item::End(Stop::Else))
                     }
                 }
             }
             Tok::Keyword("end") => {
                 self.expect_right_delim("end")?;
-                Ok(Item::End(End::End))
+                Ok(Item::End(Stop::End))
             }
             Tok::Keyword("if") => self.control("if", t.1).map(|b| Item::Node(Node::If(b))),
             Tok::Keyword("range") => self
@@ -1054,27 +1054,27 @@ impl<'s> Parser<'s> {
             self.range_depth -= 1;
         }
         let else_list = match end {
-            End::End => None,
-            End::Else => {
+            Stop::End => None,
+            Stop::Else => {
                 let (else_list, end) = self.item_list()?;
-                if !matches!(end, End::End) {
+                if !matches!(end, Stop::End) {
                     return Err(self.err_at(pos, "expected end; found {{else}}"));
                 }
                 Some(else_list)
             }
-            End::ElseIf(epos) if context == "if" => {
+            Stop::ElseIf(epos) if context == "if" => {
                 // "{{else if x}}" is "{{else}}{{if x}}...{{end}}", sharing the outer {{end}}.
                 let inner = self.control("if", epos)?;
                 Some(vec![Node::If(inner)])
             }
-            End::ElseWith(epos) if context == "with" => {
+            Stop::ElseWith(epos) if context == "with" => {
                 let inner = self.control("with", epos)?;
                 Some(vec![Node::With(inner)])
             }
-            End::ElseIf(epos) | End::ElseWith(epos) => {
+            Stop::ElseIf(epos) | Stop::ElseWith(epos) => {
                 return Err(self.err_at(epos, "unexpected {{else}}"));
             }
-            End::Eof => return Err(self.err_at(self.src.len(), "unexpected EOF")),
+            Stop::Eof => return Err(self.err_at(self.src.len(), "unexpected EOF")),
         };
         self.vars.truncate(mark);
         Ok(Branch {
@@ -1122,7 +1122,7 @@ impl<'s> Parser<'s> {
         let saved = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
         let (list, end) = self.item_list()?;
         self.vars = saved;
-        if !matches!(end, End::End) {
+        if !matches!(end, Stop::End) {
             return Err(self.err_at(t.1, "unexpected {{else}} in define clause"));
         }
         self.add_def(name, list, t.1)
@@ -1157,7 +1157,7 @@ impl<'s> Parser<'s> {
         let saved = std::mem::replace(&mut self.vars, vec!["$".to_string()]);
         let (list, end) = self.item_list()?;
         self.vars = saved;
-        if !matches!(end, End::End) {
+        if !matches!(end, Stop::End) {
             return Err(self.err_at(pos, "unexpected {{else}} in block clause"));
         }
         self.add_def(name, list, pos)?;
