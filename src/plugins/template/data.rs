@@ -110,10 +110,8 @@ impl Object for Groups<'_> {
 }
 
 /// `.Question`: miekg/dns's `*dns.Question`, name as the client wrote it.
-pub struct QuestionData {
-    name: String,
-    qtype: u16,
-    qclass: u16,
+pub struct QuestionData<'q> {
+    req: &'q Request,
 }
 
 fn class_text(c: u16) -> String {
@@ -130,7 +128,7 @@ fn type_text(t: u16) -> String {
     }
 }
 
-impl Object for QuestionData {
+impl Object for QuestionData<'_> {
     fn type_name(&self) -> &'static str {
         "*dns.Question"
     }
@@ -139,9 +137,9 @@ impl Object for QuestionData {
     }
     fn field(&self, name: &str) -> Option<Value<'_>> {
         Some(match name {
-            "Name" => Value::str(&self.name),
-            "Qtype" => Value::Uint(u64::from(self.qtype), "uint16"),
-            "Qclass" => Value::Uint(u64::from(self.qclass), "uint16"),
+            "Name" => Value::Str(Cow::Owned(presentation(self.req.qname(), false))),
+            "Qtype" => Value::Uint(u64::from(u16::from(self.req.qtype())), "uint16"),
+            "Qclass" => Value::Uint(u64::from(u16::from(self.req.qclass())), "uint16"),
             _ => return None,
         })
     }
@@ -149,15 +147,15 @@ impl Object for QuestionData {
         let _ = write!(
             out,
             ";{}\t{}\t {}",
-            self.name,
-            class_text(self.qclass),
-            type_text(self.qtype)
+            presentation(self.req.qname(), false),
+            class_text(u16::from(self.req.qclass())),
+            type_text(u16::from(self.req.qtype()))
         );
     }
 }
 
 /// `.Message.Question`: the one question, as a slice.
-pub struct QuestionList<'q>(&'q QuestionData);
+pub struct QuestionList<'q>(&'q QuestionData<'q>);
 
 impl Object for QuestionList<'_> {
     fn type_name(&self) -> &'static str {
@@ -258,9 +256,8 @@ pub struct QueryData<'q> {
     regex: &'q Regex,
     pub class: &'static str,
     pub qtype: &'static str,
-    remote: String,
     matches: Matches<'q>,
-    question: QuestionData,
+    question: QuestionData<'q>,
     req: &'q Request,
 }
 
@@ -280,13 +277,8 @@ impl<'q> QueryData<'q> {
             regex,
             class,
             qtype,
-            remote: req.ip().to_string(),
             matches: Matches { caps },
-            question: QuestionData {
-                name: presentation(req.qname(), false),
-                qtype: u16::from(req.qtype()),
-                qclass: u16::from(req.qclass()),
-            },
+            question: QuestionData { req },
             req,
         }
     }
@@ -310,7 +302,7 @@ impl Object for QueryData<'_> {
             // Served by [`Dot`], which owns the objects that borrow this one.
             "Group" | "Message" => return None,
             "Question" => Value::Object(&self.question),
-            "Remote" => Value::str(&self.remote),
+            "Remote" => Value::Str(Cow::Owned(self.req.ip().to_string())),
             _ => return None,
         })
     }
@@ -341,7 +333,7 @@ impl Object for QueryData<'_> {
             self.regex.as_str()
         );
         self.matches.write(out);
-        let _ = write!(out, " {} {} {}}}", self.class, self.qtype, self.remote);
+        let _ = write!(out, " {} {} {}}}", self.class, self.qtype, self.req.ip());
     }
 }
 

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use regex::Regex;
 
-use crate::dnsname::longest_match;
+use crate::dnsname::{is_subdomain, longest_match};
 use crate::plugin::fall::Fall;
 use crate::plugin::{Failure, Next, Plugin, Request, Response, Served};
 use data::{Dot, QueryData, presentation};
@@ -36,7 +36,8 @@ struct Section {
 
 /// One `template` directive.
 struct Template {
-    zones: Vec<String>,
+    /// Shared with the metric labels, so a match costs no allocation for the zone.
+    zones: Vec<Arc<str>>,
     class: u16,
     qtype: u16,
     regex: Vec<Regex>,
@@ -79,7 +80,7 @@ struct Metrics {
 
 pub struct TemplatePlugin {
     /// Every template's zones: queries outside them go straight to the next plugin.
-    zones: Vec<String>,
+    zones: Vec<Arc<str>>,
     templates: Vec<Template>,
     metrics: Metrics,
 }
@@ -120,7 +121,13 @@ impl Plugin for TemplatePlugin {
         let qclass = u16::from(req.qclass());
         let qtype = u16::from(req.qtype());
         for t in &self.templates {
-            let Some(zone) = longest_match(&t.zones, &name) else {
+            // CoreDNS's `plugin.Zones.Matches`: the longest zone containing the name.
+            let Some(zone) = t
+                .zones
+                .iter()
+                .filter(|z| is_subdomain(&name, z))
+                .max_by_key(|z| z.len())
+            else {
                 continue;
             };
             if t.class != ANY && qclass != ANY && qclass != t.class {
@@ -143,7 +150,6 @@ impl Plugin for TemplatePlugin {
             };
             let class = class_name(if qclass != ANY { qclass } else { t.class });
             let type_ = type_name(if qtype != ANY { qtype } else { t.qtype });
-            let zone: Arc<str> = Arc::from(zone);
             self.metrics
                 .matches
                 .get_or_create(&MatchLabels {
@@ -158,7 +164,7 @@ impl Plugin for TemplatePlugin {
             if t.rcode == ResponseCode::ServFail {
                 return Served::Ready(Err(Failure::new(ResponseCode::ServFail)));
             }
-            let data = QueryData::new(req, &zone, &name, regex, caps, class, type_);
+            let data = QueryData::new(req, zone, &name, regex, caps, class, type_);
             return self.answer(req, next, t, &data, zone.clone());
         }
         next.serve(req)

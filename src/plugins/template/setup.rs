@@ -14,7 +14,7 @@ use crate::plugin::setup::{Setup, SetupError, SetupResult};
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     let mut templates = Vec::new();
-    let mut all_zones: Vec<String> = Vec::new();
+    let mut all_zones: Vec<Arc<str>> = Vec::new();
     for d in &c.directives {
         let t = parse_template(c, d)?;
         for z in &t.zones {
@@ -135,7 +135,11 @@ fn parse_template(c: &Setup<'_>, d: &Directive) -> Result<Template, SetupError> 
         }
         _ => return Err(d.err(format!("invalid RR class {qtype}"))),
     };
-    let zones = c.origins(&args[2..].iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let zones = c
+        .origins(&args[2..].iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .into_iter()
+        .map(Arc::from)
+        .collect();
     let mut t = Template {
         zones,
         class,
