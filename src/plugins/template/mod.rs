@@ -6,6 +6,7 @@ pub mod gotmpl;
 mod rr;
 mod setup;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -106,6 +107,25 @@ fn type_name(qtype: u16) -> &'static str {
     }
 }
 
+/// The question name as CoreDNS's `state.Name()` spells it. For the usual name (letters,
+/// digits, `-` and `_` inside labels) that is exactly the request's lower-case name, so no
+/// second string is built.
+fn query_name(req: &Request) -> Cow<'_, str> {
+    let plain = req.qname().iter().all(|label| {
+        label
+            .first()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            && label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    });
+    if plain {
+        Cow::Borrowed(req.name())
+    } else {
+        Cow::Owned(presentation(req.qname(), true))
+    }
+}
+
 impl Plugin for TemplatePlugin {
     fn name(&self) -> &'static str {
         "template"
@@ -114,7 +134,7 @@ impl Plugin for TemplatePlugin {
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
         // CoreDNS matches zones and regexes against the question name in miekg/dns's
         // presentation form, lower-cased (`state.Name()`).
-        let name = presentation(req.qname(), true);
+        let name = query_name(req);
         if longest_match(&self.zones, &name).is_none() {
             return next.serve(req);
         }

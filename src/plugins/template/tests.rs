@@ -708,3 +708,27 @@ fn zones_default_to_the_server_block() {
     .unwrap();
     assert_eq!(resp.plugin, "answer");
 }
+
+#[test]
+fn names_are_spelled_as_coredns_spells_them() {
+    use super::data::presentation;
+    use hickory_proto::rr::Name;
+    for (labels, want) in [
+        (vec![&b"Example"[..], b"ORG"], "example.org."),
+        (vec![&b"a-b_c"[..], b"x"], "a-b_c.x."),
+        (vec![&b"-lead"[..], b"x"], "-lead.x."),
+        (vec![&b"*"[..], b"x"], "*.x."),
+        (vec![&b"a.b"[..], b"x"], "a\\.b.x."),
+        (vec![&b"a b"[..], b"x"], "a\\ b.x."),
+        (vec![&b"q\"(;@)'"[..]], "q\\\"\\(\\;\\@\\)\\'."),
+        (vec![&b"\x00\xff/"[..]], "\\000\\255/."),
+        (vec![], "."),
+    ] {
+        let name = Name::from_labels(labels).unwrap();
+        let mut req = ask("x.", RecordType::A).request();
+        req.msg.queries[0].name = name.clone();
+        let req = req.with_message(req.msg.clone()).unwrap();
+        assert_eq!(super::query_name(&req), want);
+        assert_eq!(presentation(&name, true), want);
+    }
+}
