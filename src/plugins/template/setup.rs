@@ -8,7 +8,8 @@ use regex::Regex;
 
 use super::gotmpl;
 use super::{Metrics, Section, Template, TemplatePlugin, rr};
-use crate::corefile::Directive;
+use crate::corefile::{Directive, parse_key};
+use crate::dnsname::fqdn_lower;
 use crate::plugin::fall::Fall;
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 
@@ -135,11 +136,23 @@ fn parse_template(c: &Setup<'_>, d: &Directive) -> Result<Template, SetupError> 
         }
         _ => return Err(d.err(format!("invalid RR class {qtype}"))),
     };
-    let zones = c
-        .origins(&args[2..].iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .into_iter()
-        .map(Arc::from)
-        .collect();
+    // CoreDNS normalizes each zone as a server block key (`plugin.Host.NormalizeExact`): a
+    // CIDR such as `10.0.0.0/8` stands for its reverse zones.
+    let mut zones: Vec<Arc<str>> = Vec::new();
+    if args.len() == 2 {
+        zones.extend(c.zones.iter().map(|z| Arc::from(z.as_str())));
+    }
+    for a in &args[2..] {
+        let named = match parse_key(a) {
+            Ok(keys) => keys.into_iter().map(|k| k.zone).collect(),
+            Err(_) => vec![fqdn_lower(a)],
+        };
+        for z in named {
+            if !zones.iter().any(|have| **have == *z) {
+                zones.push(Arc::from(z));
+            }
+        }
+    }
     let mut t = Template {
         zones,
         class,

@@ -732,3 +732,28 @@ fn names_are_spelled_as_coredns_spells_them() {
         assert_eq!(presentation(&name, true), want);
     }
 }
+
+#[test]
+fn a_cidr_zone_means_its_reverse_zones() {
+    check(
+        r#". {
+    template IN PTR 10.0.0.0/15 {
+        answer "{{ .Name }} 60 IN PTR {{ .Zone }}"
+    }
+}
+"#,
+        vec![
+            case(
+                ask("4.3.0.10.in-addr.arpa.", RecordType::PTR),
+                ResponseCode::NoError,
+            )
+            .answer(&["4.3.0.10.in-addr.arpa. 60 IN PTR 0.10.in-addr.arpa."]),
+            case(
+                ask("4.3.1.10.in-addr.arpa.", RecordType::PTR),
+                ResponseCode::NoError,
+            )
+            .answer(&["4.3.1.10.in-addr.arpa. 60 IN PTR 1.10.in-addr.arpa."]),
+            through(ask("4.3.2.10.in-addr.arpa.", RecordType::PTR)),
+        ],
+    );
+}
