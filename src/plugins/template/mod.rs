@@ -156,11 +156,7 @@ impl Plugin for TemplatePlugin {
             if t.qtype != ANY && qtype != ANY && qtype != t.qtype {
                 continue;
             }
-            let Some((regex, caps)) = t
-                .regex
-                .iter()
-                .find_map(|re| re.captures(&name).map(|c| (re, c)))
-            else {
+            let Some(regex) = t.regex.iter().find(|re| re.is_match(&name)) else {
                 // The zone matched but no regex did: the next template may try, or with no
                 // fallthrough the query fails (CoreDNS >= 1.9.1 answers SERVFAIL here).
                 if t.fall.through(&name) {
@@ -184,8 +180,17 @@ impl Plugin for TemplatePlugin {
             if t.rcode == ResponseCode::ServFail {
                 return Served::Ready(Err(Failure::new(ResponseCode::ServFail)));
             }
+            // Capture groups are only worth finding for a template that renders records (the
+            // c-ares AAAA fix renders none).
+            if t.answer.is_empty() && t.additional.is_empty() && t.authority.is_empty() {
+                return self.answer(req, next, t, None, zone.clone());
+            }
+            // `is_match` and `captures` agree; a disagreement would be a regex crate bug.
+            let Some(caps) = regex.captures(&name) else {
+                return next.serve(req);
+            };
             let data = QueryData::new(req, zone, &name, regex, caps, class, type_);
-            return self.answer(req, next, t, &data, zone.clone());
+            return self.answer(req, next, t, Some(&data), zone.clone());
         }
         next.serve(req)
     }
@@ -197,12 +202,46 @@ impl TemplatePlugin {
         req: &'a Request,
         next: Next<'a>,
         t: &'a Template,
-        data: &QueryData<'_>,
+        data: Option<&QueryData<'_>>,
         zone: Arc<str>,
     ) -> Served<'a> {
         let mut m = req.reply();
         m.metadata.authoritative = true;
         m.metadata.response_code = t.rcode;
+        if let Some(data) = data
+            && let Err(f) = self.render(req, t, data, &zone, &mut m)
+        {
+            return Served::Ready(Err(f));
+        }
+        if let Some((code, reason)) = &t.ederror {
+            // CoreDNS adds its own OPT record (4096, DO) carrying the error; the server then
+            // fits it to the client, and drops it for a client that sent no OPT (RFC 6891 §7).
+            let mut edns = Edns::new();
+            edns.set_max_payload(4096);
+            let mut payload = code.to_be_bytes().to_vec();
+            payload.extend_from_slice(reason.as_bytes());
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(EDE_OPTION, payload));
+            m.edns = Some(edns);
+        }
+        let qtype = req.qtype();
+        let chase = matches!(qtype, RecordType::A | RecordType::AAAA)
+            && m.answers.iter().any(|r| matches!(r.data, RData::CNAME(_)));
+        if !chase {
+            return Served::Ready(Ok(Response::new(m, "template")));
+        }
+        Served::pending(chase_cnames(req, next, m))
+    }
+
+    /// Render the template's records into `m`'s sections.
+    fn render(
+        &self,
+        req: &Request,
+        t: &Template,
+        data: &QueryData<'_>,
+        zone: &Arc<str>,
+        m: &mut Message,
+    ) -> Result<(), Failure> {
         let dot_data = Dot::new(data);
         let dot = gotmpl::Value::Object(&dot_data);
         let mut buf = String::new();
@@ -228,11 +267,11 @@ impl TemplatePlugin {
                         .template_failures
                         .get_or_create(&labels())
                         .inc();
-                    return Served::Ready(Err(Failure::error(
+                    return Err(Failure::error(
                         ResponseCode::ServFail,
                         "template",
                         e.to_string(),
-                    )));
+                    ));
                 }
                 let record = match rr::parse(&buf) {
                     Ok(Some(r)) => r,
@@ -241,11 +280,7 @@ impl TemplatePlugin {
                     Ok(None) => continue,
                     Err(e) => {
                         self.metrics.rr_failures.get_or_create(&labels()).inc();
-                        return Served::Ready(Err(Failure::error(
-                            ResponseCode::ServFail,
-                            "template",
-                            e,
-                        )));
+                        return Err(Failure::error(ResponseCode::ServFail, "template", e));
                     }
                 };
                 match section {
@@ -255,24 +290,7 @@ impl TemplatePlugin {
                 }
             }
         }
-        if let Some((code, reason)) = &t.ederror {
-            // CoreDNS adds its own OPT record (4096, DO) carrying the error; the server then
-            // fits it to the client, and drops it for a client that sent no OPT (RFC 6891 §7).
-            let mut edns = Edns::new();
-            edns.set_max_payload(4096);
-            let mut payload = code.to_be_bytes().to_vec();
-            payload.extend_from_slice(reason.as_bytes());
-            edns.options_mut()
-                .insert(EdnsOption::Unknown(EDE_OPTION, payload));
-            m.edns = Some(edns);
-        }
-        let qtype = req.qtype();
-        let chase = matches!(qtype, RecordType::A | RecordType::AAAA)
-            && m.answers.iter().any(|r| matches!(r.data, RData::CNAME(_)));
-        if !chase {
-            return Served::Ready(Ok(Response::new(m, "template")));
-        }
-        Served::pending(chase_cnames(req, next, m))
+        Ok(())
     }
 }
 

@@ -757,3 +757,48 @@ fn a_cidr_zone_means_its_reverse_zones() {
         ],
     );
 }
+
+/// Per-query cost of the three paths an operator meets: the PgBouncer AAAA fix (match, no
+/// record), a rendered A record (template + record reader), and a name that falls through.
+/// `cargo test --release --lib plugins::template::tests::per_query_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn per_query_cost() {
+    let built = testkit::setup(
+        setup,
+        "template",
+        r#". {
+    template IN AAAA {
+        match ^postgresql-primary.*
+        rcode NOERROR
+        fallthrough
+    }
+    template IN A example {
+      match (^|[.])ip-(?P<a>[0-9]*)-(?P<b>[0-9]*)-(?P<c>[0-9]*)-(?P<d>[0-9]*)[.]example[.]$
+      answer "{{ .Name }} 60 IN A {{ .Group.a }}.{{ .Group.b }}.{{ .Group.c }}.{{ .Group.d }}"
+      fallthrough
+    }
+}
+"#,
+    )
+    .unwrap();
+    let plugin = built.handler.unwrap();
+    let rest = next_plugin();
+    for (label, q) in [
+        (
+            "AAAA fix",
+            ask("postgresql-primary.db.svc.cluster.local.", RecordType::AAAA),
+        ),
+        ("A rendered", ask("ip-10-95-12-8.example.", RecordType::A)),
+        ("fall through", ask("www.example.", RecordType::A)),
+    ] {
+        let req = q.request();
+        let n = 200_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(run(plugin.as_ref(), &req, &rest).is_ok());
+        }
+        let per = start.elapsed() / n;
+        println!("{label}: {per:?} per query");
+    }
+}
