@@ -802,3 +802,20 @@ fn per_query_cost() {
         println!("{label}: {per:?} per query");
     }
 }
+
+#[test]
+fn corefile_templates_with_variables_and_trim_markers() {
+    // Spaces inside `{{ $x }}` keep the Corefile from reading `{$x}` as an environment variable.
+    check(
+        r#". {
+    template IN TXT vars.test {
+        answer "{{- $n := .Name -}} {{ $n }} 60 IN TXT {{ range $i, $m := .Match }}\"{{ $i }}:{{ $m }}\" {{ end }}"
+    }
+}
+"#,
+        vec![
+            case(ask("a.vars.test.", RecordType::TXT), ResponseCode::NoError)
+                .answer(&["a.vars.test. 60 IN TXT 0:a.vars.test."]),
+        ],
+    );
+}
