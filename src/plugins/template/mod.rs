@@ -2,7 +2,7 @@
 //! expression. See README.md.
 
 mod data;
-pub mod gotmpl;
+mod gotmpl;
 mod rr;
 mod setup;
 
