@@ -103,6 +103,7 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "reload" => plugins::reload::setup,
         "rewrite" => plugins::rewrite::setup,
         "root" => plugins::root::setup,
+        "template" => plugins::template::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })

@@ -23,4 +23,5 @@ pub mod ready;
 pub mod reload;
 pub mod rewrite;
 pub mod root;
+pub mod template;
 pub mod whoami;
