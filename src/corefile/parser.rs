@@ -118,8 +118,11 @@ struct Frame {
 }
 
 struct Parser<'e> {
+    /// The words still to read, last first: reading pops, and an import pushes its words in
+    /// reverse, so an import costs what it brings and not what follows it.
     words: Vec<Word>,
-    pos: usize,
+    /// The last word read, where "Unexpected EOF" is reported.
+    last: Option<Loc>,
     dirs: Vec<PathBuf>,
     frames: Vec<Frame>,
     snippets: HashMap<String, Vec<Word>>,
@@ -136,7 +139,7 @@ impl<'e> Parser<'e> {
     fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
         Parser {
             words: Vec::new(),
-            pos: 0,
+            last: None,
             dirs: Vec::new(),
             frames: Vec::new(),
             snippets: HashMap::new(),
@@ -161,7 +164,9 @@ impl<'e> Parser<'e> {
             key,
             label: file.to_string(),
         });
-        self.words = self.load(Arc::from(file), text, dir, 0)?;
+        let mut words = self.load(Arc::from(file), text, dir, 0)?;
+        words.reverse();
+        self.words = words;
         let blocks = self.blocks()?;
         Ok(Corefile {
             blocks,
@@ -207,19 +212,20 @@ impl<'e> Parser<'e> {
     }
 
     fn peek(&self) -> Option<&Word> {
-        self.words.get(self.pos)
+        self.words.last()
     }
 
     fn bump(&mut self) -> Word {
-        let w = self.words[self.pos].clone();
-        self.pos += 1;
+        // Only called after `peek` saw a word.
+        let w = self.words.pop().expect("a word to read");
+        self.last = Some(w.loc.clone());
         w
     }
 
     /// Where "Unexpected EOF" is reported: the last word, as CoreDNS does.
     fn eof_loc(&self) -> Loc {
-        match self.words.last() {
-            Some(w) => w.loc.clone(),
+        match &self.last {
+            Some(loc) => loc.clone(),
             None => Loc {
                 file: Arc::from(self.frames[0].label.as_str()),
                 line: 1,
@@ -487,7 +493,7 @@ impl<'e> Parser<'e> {
                 format!("the configuration has more than {MAX_WORDS} words after imports"),
             ));
         }
-        self.words.splice(self.pos..self.pos, words);
+        self.words.extend(words.into_iter().rev());
         Ok(())
     }
 

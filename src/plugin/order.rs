@@ -8,7 +8,7 @@
 use crate::plugin::setup::SetupFn;
 use crate::plugins;
 
-/// CoreDNS 1.14.7's `plugin.cfg`, first to last.
+/// CoreDNS 1.14.7's `plugin.cfg`, first to last, plus ferrodns's own `dualstack` (marked).
 pub const ORDER: &[&str] = &[
     "root",
     "metadata",
@@ -36,6 +36,11 @@ pub const ORDER: &[&str] = &[
     "log",
     "dnstap",
     "local",
+    // ferrodns extension, not in CoreDNS's plugin.cfg: `dualstack` runs directly before
+    // `dns64` so that the A and AAAA questions it asks of the rest of the chain pass through
+    // `dns64` (an IPv6-only client's AAAA check sees synthesized records) and through `cache`;
+    // and `dns64`'s own A question for synthesis never meets `dualstack`'s `filter_a`.
+    "dualstack",
     "dns64",
     "any",
     "chaos",
@@ -81,6 +86,8 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "bufsize" => plugins::bufsize::setup,
         "cache" => plugins::cache::setup,
         "chaos" => plugins::chaos::setup,
+        "dns64" => plugins::dns64::setup,
+        "dualstack" => plugins::dualstack::setup,
         "errors" => plugins::errors::setup,
         "forward" => plugins::forward::setup,
         "health" => plugins::health::setup,
@@ -94,7 +101,9 @@ pub fn setup_fn(name: &str) -> Option<SetupFn> {
         "prometheus" => plugins::prometheus::setup,
         "ready" => plugins::ready::setup,
         "reload" => plugins::reload::setup,
+        "rewrite" => plugins::rewrite::setup,
         "root" => plugins::root::setup,
+        "template" => plugins::template::setup,
         "whoami" => plugins::whoami::setup,
         _ => return None,
     })
