@@ -978,11 +978,59 @@ fn rewrite_type_aaaa_a_breaks_nginx() {
 const V4_ONLY: Ipv4Addr = Ipv4Addr::new(198, 18, 99, 2);
 const SYNTHESIZED: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0xc612, 0x6302);
 
+/// Every client gets the synthesized address; `with_v4` get the IPv4 address too, and the
+/// others only the synthesized one.
+fn assert_dns64_hands_out_ipv4(out: &HashMap<Client, Outcome>, with_v4: &[Client], why: &str) {
+    let v4 = IpAddr::V4(V4_ONLY);
+    let v6 = IpAddr::V6(SYNTHESIZED);
+    for c in ALL {
+        let o = &out[&c];
+        assert!(
+            o.resolved() && o.addrs.contains(&v6),
+            "{why}: {c:?} should get {SYNTHESIZED}, got {o:?}"
+        );
+    }
+    // Whoever asks A and AAAA and keeps both gets the IPv4 address as well: getaddrinfo (glibc,
+    // musl) and ares_getaddrinfo sort it after the IPv6 one (it has no route here); nginx puts
+    // it first in about every second lookup and connects to it first.
+    for c in with_v4 {
+        let o = &out[c];
+        assert!(
+            o.has_v4(),
+            "{why}: {c:?} should also get {V4_ONLY}, got {o:?}"
+        );
+        if *c == Client::Nginx {
+            assert!(
+                o.firsts.contains(&v4),
+                "{why}: nginx should try {V4_ONLY} first in some of {NGINX_REQUESTS} requests: {o:?}"
+            );
+        } else {
+            assert_eq!(o.addrs, vec![v6, v4], "{why}: {c:?} order");
+        }
+    }
+    // ares_gethostbyname(AF_UNSPEC) returns one family and prefers IPv6 (1.15 asks A only when
+    // AAAA has nothing); PgBouncer uses that call.
+    for c in ALL.iter().filter(|c| !with_v4.contains(c)) {
+        assert_eq!(
+            out[c].addrs,
+            vec![v6],
+            "{why}: {c:?} gets only {SYNTHESIZED}"
+        );
+    }
+}
+
 /// Scenario 3: an IPv6-only namespace (it reaches ferrodns over IPv6) asking for a name that
 /// has only an A record upstream.
 fn ipv6_only(index: u8, plugins: &str) -> Option<HashMap<Client, Outcome>> {
+    nat64_client(index, false, plugins)
+}
+
+/// Like [`ipv6_only`], but `over_ipv4`: the namespace reaches ferrodns over IPv4 (its link has
+/// an IPv4 address, and no IPv4 route beyond it, as a pod whose DNS service has an IPv4
+/// address while its traffic goes out over IPv6 and NAT64).
+fn nat64_client(index: u8, over_ipv4: bool, plugins: &str) -> Option<HashMap<Client, Outcome>> {
     let c = clients()?;
-    let ns = Netns::new(index, false, &[SYNTHESIZED]);
+    let ns = Netns::new(index, over_ipv4, &[SYNTHESIZED]);
     let up = incident_upstream(V4_ONLY, Behavior::Answer);
     let srv = ferrodns(&ns, plugins, &up);
     eprintln!("--- plugins:\n{plugins}");
@@ -998,50 +1046,15 @@ fn plain_dns64_still_hands_ipv6_only_clients_the_ipv4_address() {
     let Some(out) = ipv6_only(8, "    dns64") else {
         return;
     };
-    let v4 = IpAddr::V4(V4_ONLY);
-    let v6 = IpAddr::V6(SYNTHESIZED);
-    for c in ALL {
-        let o = &out[&c];
-        assert!(
-            o.resolved() && o.addrs.contains(&v6),
-            "plain dns64: {c:?} should get {SYNTHESIZED}, got {o:?}"
-        );
-    }
-    // Whoever asks A and AAAA and keeps both gets the IPv4 address as well: glibc's and musl's
-    // getaddrinfo and ares_getaddrinfo sort it after the IPv6 one (it has no route here), nginx
-    // puts it first in about every second lookup and connects to it first.
-    for c in [
+    // getent ahosts asks with AI_ADDRCONFIG: this namespace has no IPv4 address, so it asks
+    // AAAA only.
+    let with_v4 = [
         Client::Glibc,
         Client::Musl,
         Client::Cares118Gai,
         Client::Nginx,
-    ] {
-        let o = &out[&c];
-        assert!(
-            o.has_v4(),
-            "plain dns64: {c:?} should also get {V4_ONLY}, got {o:?}"
-        );
-    }
-    for c in [Client::Glibc, Client::Musl, Client::Cares118Gai] {
-        assert_eq!(out[&c].addrs, vec![v6, v4], "plain dns64: {c:?} order");
-    }
-    let nginx = &out[&Client::Nginx];
-    assert!(
-        nginx.firsts.contains(&v4),
-        "plain dns64: nginx should try {V4_ONLY} first in some of {NGINX_REQUESTS} requests: {nginx:?}"
-    );
-    // getent ahosts asks with AI_ADDRCONFIG (this namespace has no IPv4 address, so only AAAA
-    // is asked); ares_gethostbyname(AF_UNSPEC) returns one family and prefers IPv6 (1.15 only
-    // asks A when AAAA has nothing); PgBouncer uses that call.
-    for c in [
-        Client::Getent,
-        Client::Cares118Ghbn,
-        Client::Cares115Ghbn,
-        Client::PgBouncer,
-        Client::PgBouncer115,
-    ] {
-        assert_eq!(out[&c].addrs, vec![v6], "plain dns64: {c:?}");
-    }
+    ];
+    assert_dns64_hands_out_ipv4(&out, &with_v4, "plain dns64");
 }
 
 #[test]
@@ -1125,4 +1138,46 @@ fn which_clients_ask_a_and_aaaa_in_parallel() {
             (Client::PgBouncer115, "AAAA then A".to_string()),
         ]
     );
+}
+
+#[test]
+fn dns64_allow_ipv4_hands_clients_asking_over_ipv4_the_ipv4_address_too() {
+    let _serial = serial();
+    if !plugins_present(&["dns64"]) {
+        return;
+    }
+    let Some(out) = nat64_client(11, true, "    dns64 {\n        allow_ipv4\n    }") else {
+        return;
+    };
+    // This namespace has an IPv4 address, so getent's AI_ADDRCONFIG lets it ask A as well.
+    let with_v4 = [
+        Client::Glibc,
+        Client::Getent,
+        Client::Musl,
+        Client::Cares118Gai,
+        Client::Nginx,
+    ];
+    assert_dns64_hands_out_ipv4(&out, &with_v4, "dns64 allow_ipv4");
+}
+
+#[test]
+fn dualstack_filter_a_for_clients_asking_over_ipv4_behind_dns64_allow_ipv4() {
+    let _serial = serial();
+    if !plugins_present(&["dns64", "dualstack"]) {
+        return;
+    }
+    let Some(out) = nat64_client(
+        12,
+        true,
+        "    dualstack {\n        filter_a 198.18.12.2/32\n    }\n    dns64 {\n        allow_ipv4\n    }",
+    ) else {
+        return;
+    };
+    for c in ALL {
+        let o = &out[&c];
+        assert!(
+            o.resolved() && o.addrs == [IpAddr::V6(SYNTHESIZED)],
+            "dualstack filter_a + dns64 allow_ipv4: {c:?} should get only {SYNTHESIZED}, got {o:?}"
+        );
+    }
 }
