@@ -585,6 +585,24 @@ fn pgbouncer(c: &Clients, ns: &Netns, name: &str, cares115: bool) -> Outcome {
             break std::fs::read_to_string(&log).unwrap_or_default();
         }
     };
+    // `ip netns exec` and `setpriv` exec, so the child is PgBouncer itself: check which c-ares
+    // it really runs with (its --version names the one it was built against).
+    let maps =
+        std::fs::read_to_string(format!("/proc/{}/maps", _daemon.0.id())).unwrap_or_default();
+    let loaded = maps
+        .lines()
+        .find(|l| l.contains("libcares.so"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("none");
+    assert!(
+        loaded.ends_with("libcares.so.2"),
+        "PgBouncer maps no c-ares: {maps}"
+    );
+    assert_eq!(
+        Path::new(loaded).starts_with(&lib),
+        cares115,
+        "PgBouncer runs with {loaded}"
+    );
     let error = text
         .lines()
         .find(|l| l.contains("DNS lookup failed"))
