@@ -177,12 +177,12 @@ impl Netns {
     /// loopback (a NAT64 address standing for an IPv4-only service, so that a client that uses
     /// it reaches something, and nothing leaves the namespace).
     fn new(index: u8, dual: bool, extra6: &[Ipv6Addr]) -> Netns {
-        let name = format!("fdi{:x}n{index}", std::process::id() & 0xffff);
+        static SWEPT: OnceLock<()> = OnceLock::new();
+        SWEPT.get_or_init(sweep_stale_namespaces);
+        // At most 15 bytes with the suffixes below (interface names are limited to that).
+        let name = format!("fdi{}n{index}", std::process::id());
         let host_if = format!("{name}h");
         let ns_if = format!("{name}c");
-        // Leftovers of a killed run with the same pid are removed first.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         let etc = PathBuf::from("/etc/netns").join(&name);
         let ns = Netns {
             host4: dual.then(|| Ipv4Addr::new(198, 18, index, 1)),
@@ -304,6 +304,30 @@ impl Netns {
             .spawn()
             .expect("ip netns exec");
         Daemon(child)
+    }
+}
+
+/// Namespaces of runs that were killed before their Drop guards ran (`fdi<PID>n<N>` whose PID is
+/// gone): their host-side addresses would clash with this run's.
+fn sweep_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("fdi")
+            .and_then(|rest| rest.split('n').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(name));
+        }
     }
 }
 
@@ -535,7 +559,7 @@ fn pgbouncer(c: &Clients, ns: &Netns, name: &str, cares115: bool) -> Outcome {
         vec![]
     };
     // PgBouncer refuses to run as root.
-    let _daemon = ns.spawn(
+    let daemon = ns.spawn(
         &[
             "setpriv",
             "--reuid=65534",
@@ -587,8 +611,7 @@ fn pgbouncer(c: &Clients, ns: &Netns, name: &str, cares115: bool) -> Outcome {
     };
     // `ip netns exec` and `setpriv` exec, so the child is PgBouncer itself: check which c-ares
     // it really runs with (its --version names the one it was built against).
-    let maps =
-        std::fs::read_to_string(format!("/proc/{}/maps", _daemon.0.id())).unwrap_or_default();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", daemon.0.id())).unwrap_or_default();
     let loaded = maps
         .lines()
         .find(|l| l.contains("libcares.so"))
@@ -624,7 +647,7 @@ fn pgbouncer(c: &Clients, ns: &Netns, name: &str, cares115: bool) -> Outcome {
             .is_empty()
             .then(|| "no verdict in the log".to_string())
     });
-    drop(_daemon);
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     Outcome::new(addrs, error, text)
 }
@@ -657,7 +680,7 @@ fn nginx(ns: &Netns, name: &str) -> Outcome {
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let _daemon = ns.spawn(
+    let daemon = ns.spawn(
         &[
             "nginx",
             "-p",
@@ -700,7 +723,7 @@ fn nginx(ns: &Netns, name: &str) -> Outcome {
         }
     }
     let errors = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-    drop(_daemon);
+    drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
     let error = failure.map(|status| {
         errors
