@@ -16,6 +16,7 @@ pub mod parse;
 pub mod request;
 pub mod response;
 pub mod setup;
+pub mod upstream;
 
 use std::fmt;
 use std::future::Future;

@@ -137,6 +137,8 @@ pub struct Shared {
     pub dns_port: std::sync::atomic::AtomicU16,
     /// `reload`'s check interval, jitter already applied; `None` when no block loads `reload`.
     pub reload: Mutex<Option<std::time::Duration>>,
+    /// The DNS listeners serving this configuration, for [`crate::plugin::upstream::Upstream`].
+    pub listeners: Arc<crate::plugin::upstream::Listeners>,
 }
 
 impl Shared {
@@ -149,6 +151,7 @@ impl Shared {
             lameduck: Mutex::new(std::time::Duration::ZERO),
             dns_port: std::sync::atomic::AtomicU16::new(53),
             reload: Mutex::new(None),
+            listeners: Arc::default(),
         })
     }
 
