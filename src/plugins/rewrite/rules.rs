@@ -53,6 +53,8 @@ pub(super) enum Kind {
         rule: ResponseRule,
     },
     Edns0(Edns0Rule),
+    /// `cname`: matches every query, rewrites CNAME targets in the answer.
+    Cname(Arc<super::cname::CnameTarget>),
 }
 
 /// How `name` rules match and rewrite.
@@ -247,6 +249,7 @@ impl Rule {
             }
             Kind::Answer { matcher, rule } => matcher.matches(&w.lower).then(|| vec![rule.clone()]),
             Kind::Edns0(rule) => rule.rewrite(w),
+            Kind::Cname(target) => Some(vec![ResponseRule::Cname(target.clone())]),
         }
     }
 }
@@ -453,16 +456,7 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
         "edns0" => Kind::Edns0(parse_edns0(params)?),
         "ttl" => parse_ttl(params)?,
         "rcode" => parse_rcode(params)?,
-        "cname" => {
-            // CoreDNS's cname rule resolves the new target again through its own server
-            // (`plugin/pkg/upstream`); ferrodns has no such self-lookup yet, and a rule that
-            // rewrote the target without the records behind it would answer wrongly.
-            return Err(
-                "cname rules are not supported by ferrodns: they need an upstream lookup of the \
-                 new target, which is not implemented"
-                    .into(),
-            );
-        }
+        "cname" => Kind::Cname(Arc::new(super::cname::parse(params)?)),
         _ => return Err(format!("invalid rule type {}", quote(first))),
     };
     Ok(Rule { mode, kind })
@@ -484,7 +478,7 @@ fn groups_used(s: &str) -> usize {
 const MAX_REGEX_LEN: usize = 10_000;
 
 /// CoreDNS's `isValidRegexPattern`.
-fn regex_for(from: &str, to: &str) -> Result<Regex, String> {
+pub(super) fn regex_for(from: &str, to: &str) -> Result<Regex, String> {
     if from.len() > MAX_REGEX_LEN {
         return Err(format!(
             "regex pattern too long: {} > {MAX_REGEX_LEN}",
