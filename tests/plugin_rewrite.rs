@@ -323,3 +323,37 @@ fn cname_rule_loop_is_cut_at_the_depth_bound() {
     }
     srv.wait_stdout("[ERROR] plugin/rewrite: upstream lookup of b.loop.test. failed: more than 8 nested lookups");
 }
+
+/// A reload that keeps the listener: the new configuration's lookups go through the new zone
+/// table (the new `hosts` data), not the one that was replaced.
+#[test]
+fn cname_rule_lookups_follow_a_reload() {
+    let config = |ip: &str| {
+        format!(
+            "a.test:PORT {{\n    rewrite cname exact old.b.test new.b.test\n    template IN A a.test {{\n        answer \"{{{{ .Name }}}} 60 IN CNAME old.b.test.\"\n    }}\n}}\nb.test:PORT {{\n    hosts {{\n        {ip} new.b.test\n    }}\n}}\n"
+        )
+    };
+    let srv = Server::start(&config("192.0.2.7"));
+    let m = srv.udp("www.a.test.", RecordType::A);
+    assert_eq!(answers(&m)[1], "new.b.test. 3600 A 192.0.2.7");
+    let tmp = srv.dir.join("Corefile.tmp");
+    std::fs::write(
+        &tmp,
+        config("192.0.2.8").replace("PORT", &srv.port.to_string()),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, srv.dir.join("Corefile")).unwrap();
+    srv.signal(libc::SIGUSR1);
+    srv.wait_stdout("Reloading complete");
+    for (proto, ask) in TRANSPORTS {
+        let m = ask(&srv, "www.a.test.", RecordType::A);
+        assert_eq!(
+            answers(&m),
+            [
+                "www.a.test. 60 CNAME new.b.test.",
+                "new.b.test. 3600 A 192.0.2.8"
+            ],
+            "{proto}"
+        );
+    }
+}
