@@ -39,10 +39,13 @@ tokio::task_local! {
     static DEPTH: u8;
 }
 
+/// A listener's zone table as a reload swaps it.
+type SwappedTable = ArcSwap<ZoneTable>;
+
 /// The DNS listeners of one configuration, by the `server` label of the requests they receive.
 #[derive(Default)]
 pub struct Listeners {
-    tables: RwLock<Vec<(Arc<str>, Weak<ArcSwap<ZoneTable>>)>>,
+    tables: RwLock<Vec<(Arc<str>, Weak<SwappedTable>)>>,
 }
 
 impl Listeners {

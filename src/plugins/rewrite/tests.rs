@@ -1156,7 +1156,8 @@ fn cname_exchange(
 #[test]
 fn cname_target_rewrites() {
     // (question, type, answer of the chain, answer to the client, TC)
-    let cases: &[(&str, RecordType, &[&str], &[&str], bool)] = &[
+    type Case<'a> = (&'a str, RecordType, &'a [&'a str], &'a [&'a str], bool);
+    let cases: &[Case] = &[
         (
             "abc.example.com.",
             RecordType::A,
