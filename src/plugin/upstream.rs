@@ -133,6 +133,11 @@ impl Upstream {
         let Some(block) = table.lookup(sub.name(), qtype).cloned() else {
             let mut m = sub.reply();
             m.metadata.response_code = ResponseCode::Refused;
+            // Counted as the listener counts a client's query that no zone takes.
+            if let Some(recorder) = &table.dropped {
+                let size = m.to_vec().map_or(0, |w| w.len());
+                recorder.record(&sub, ResponseCode::Refused, "", size, Instant::now());
+            }
             return Ok(m);
         };
         sub.zone = block.zone.clone();
