@@ -354,4 +354,21 @@ mod tests {
         );
         assert_eq!(m.answers.len(), 1 + usize::from(MAX_DEPTH));
     }
+
+    /// A plugin holding an `Upstream` does not keep the table it is served from alive: a reload
+    /// that replaces the table frees the old configuration.
+    #[test]
+    fn tables_are_not_kept_alive_by_their_plugins() {
+        let shared = Shared::new(Arc::new(Metrics::new()));
+        let chaser: Arc<dyn Plugin> = Arc::new(Chaser {
+            upstream: Upstream::new(&shared),
+            target: "a.example.",
+            seen: Mutex::new(Vec::new()),
+        });
+        let plugin = Arc::downgrade(&chaser);
+        let table = listener(&shared, vec![(".", vec![chaser])]);
+        assert!(plugin.upgrade().is_some());
+        drop(table);
+        assert!(plugin.upgrade().is_none());
+    }
 }

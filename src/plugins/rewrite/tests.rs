@@ -1359,3 +1359,20 @@ fn a_stop_cname_rule_ends_the_rules_for_every_query() {
     );
     assert_eq!(question(&seen.unwrap()), "y.example. IN A");
 }
+
+#[test]
+fn cname_rule_without_a_matching_cname_answers_at_once() {
+    let plugin = build(&["cname a.example. b.example."]);
+    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fixed(vec![rr(
+        "x.example. 60 CNAME other.example.",
+    )]))];
+    let req = ask("x.example.", RecordType::A).request();
+    // No lookup to make: no future, the answer as the chain gave it.
+    match plugin.serve(&req, Next::new(&rest)) {
+        Served::Ready(Ok(resp)) => assert_eq!(
+            show(&resp.into_message().answers),
+            ["x.example. 60 IN CNAME other.example."]
+        ),
+        _ => panic!("expected an answer at once"),
+    }
+}
