@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::corefile::Directive;
+use crate::plugin::mnemonic::type_name;
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Plugin, Request, Served};
 
@@ -222,14 +223,6 @@ impl Plugin for Errors {
             }
             outcome
         })
-    }
-}
-
-/// A query type as miekg/dns prints it: its mnemonic, or `TYPE<n>` when it has none.
-pub fn type_name(t: hickory_proto::rr::RecordType) -> std::borrow::Cow<'static, str> {
-    match t {
-        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}").into(),
-        known => <&'static str>::from(known).into(),
     }
 }
 

@@ -348,31 +348,9 @@ fn duration(line: &Directive, text: &str, what: &str) -> Result<Duration, Error>
     go_duration(text).map_err(|e| line.err(e))
 }
 
-/// miekg/dns's `StringToRcode`, case-insensitive.
+/// miekg/dns's `StringToRcode`, case-insensitive, as CoreDNS reads `next` and `failover`.
 pub fn parse_rcode(text: &str) -> Option<ResponseCode> {
-    let code: u16 = match text.to_ascii_uppercase().as_str() {
-        "NOERROR" => 0,
-        "FORMERR" => 1,
-        "SERVFAIL" => 2,
-        "NXDOMAIN" => 3,
-        "NOTIMP" => 4,
-        "REFUSED" => 5,
-        "YXDOMAIN" => 6,
-        "YXRRSET" => 7,
-        "NXRRSET" => 8,
-        "NOTAUTH" => 9,
-        "NOTZONE" => 10,
-        "BADSIG" | "BADVERS" => 16,
-        "BADKEY" => 17,
-        "BADTIME" => 18,
-        "BADMODE" => 19,
-        "BADNAME" => 20,
-        "BADALG" => 21,
-        "BADTRUNC" => 22,
-        "BADCOOKIE" => 23,
-        _ => return None,
-    };
-    Some(<ResponseCode as From<u16>>::from(code))
+    crate::plugin::mnemonic::rcode_from_name(text).map(<ResponseCode as From<u16>>::from)
 }
 
 fn rcodes(line: &Directive, failover: bool) -> Result<Vec<ResponseCode>, Error> {

@@ -13,10 +13,9 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::corefile::Directive;
 use crate::dnsname::{fqdn_lower, is_subdomain};
+use crate::plugin::mnemonic::{rcode_or_number, type_name};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
-use crate::plugins::errors::type_name;
-use crate::plugins::prometheus::rcode_name;
 
 /// CoreDNS's Common Log Format.
 pub const COMMON: &str = "{remote}:{port} - {>id} \"{type} {class} {name} {proto} {size} {>do} {>bufsize}\" {rcode} {>rflags} {rsize} {duration}";
@@ -400,7 +399,8 @@ fn render(format: &[Part], req: &Request, outcome: &Outcome, elapsed: Duration) 
                 let _ = write!(out, "{}", req.size());
             }
             Part::Rcode => match ans.rcode {
-                Some(rc) => out.push_str(&rcode_name(rc)),
+                // CoreDNS's replacer: the name, or the bare number.
+                Some(rc) => out.push_str(&rcode_or_number(rc)),
                 None => out.push('-'),
             },
             Part::Rsize => {

@@ -74,33 +74,12 @@ fn type_index(qtype: RecordType) -> Option<usize> {
     MONITORED_TYPES.iter().position(|t| *t == qtype)
 }
 
-/// An rcode as CoreDNS names it (miekg/dns `RcodeToString`, else `RCODE<n>`). 16 is BADSIG
-/// there, not BADVERS: the two share a value and miekg's table keeps BADSIG.
+/// An rcode as CoreDNS's `rcode.ToString` names it: miekg/dns's name, else `RCODE<n>`.
 pub fn rcode_name(rcode: u16) -> std::borrow::Cow<'static, str> {
-    let name = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        11 => "DSOTYPENI",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        n => return format!("RCODE{n}").into(),
-    };
-    name.into()
+    match crate::plugin::mnemonic::rcode_name(rcode) {
+        Some(name) => name.into(),
+        None => format!("RCODE{rcode}").into(),
+    }
 }
 
 // Label sets, with fields in alphabetical order: Go's client writes labels sorted by name, so
