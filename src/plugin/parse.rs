@@ -1,4 +1,5 @@
-//! Parsing the value forms that Corefile options share, with CoreDNS's (Go's) spelling.
+//! Parsing the value forms that Corefile options share, with CoreDNS's (Go's) spelling, and
+//! printing a duration back as Go does for log lines CoreDNS writes with `%v`.
 
 use std::time::Duration;
 
@@ -50,6 +51,49 @@ pub fn seconds_or_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Go's `time.Duration.String()`: `1h2m3.5s`, `5m0s`, `1.5s`, `300ms`, `1.2µs`, `0s`.
+pub fn go_duration_string(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        let (digits, unit) = match nanos {
+            n if n < 1_000 => (0, "ns"),
+            n if n < 1_000_000 => (3, "µs"),
+            _ => (6, "ms"),
+        };
+        return format!("{}{unit}", fraction(nanos, digits));
+    }
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let mut s_part = fraction(secs % 60 * 1_000_000_000 + frac, 9);
+    s_part.push('s');
+    let mins = secs / 60;
+    if mins == 0 {
+        return s_part;
+    }
+    let hours = mins / 60;
+    if hours == 0 {
+        return format!("{}m{s_part}", mins % 60);
+    }
+    format!("{hours}h{}m{s_part}", mins % 60)
+}
+
+/// `v / 10^digits` with the fraction's trailing zeros (and a bare point) left out.
+fn fraction(v: u128, digits: u32) -> String {
+    let scale = 10u128.pow(digits);
+    let (whole, frac) = (v / scale, v % scale);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let mut f = format!("{frac:0width$}", width = digits as usize);
+    while f.ends_with('0') {
+        f.pop();
+    }
+    format!("{whole}.{f}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +109,24 @@ mod tests {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(seconds_or_duration("30"), Ok(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(15), "15ns"),
+            (Duration::from_nanos(1500), "1.5µs"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_micros(2500), "2.5ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(300), "5m0s"),
+            (Duration::from_secs(3723), "1h2m3s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+        ] {
+            assert_eq!(go_duration_string(d), want);
+        }
     }
 }

@@ -143,7 +143,7 @@ async fn self_check(endpoint: Weak<Endpoint>) {
                     crate::warning!(
                         "plugin/health: Local health request to \"{}\" took more than 1s: {}",
                         ep.url,
-                        crate::plugins::errors::go_duration_string(elapsed)
+                        crate::plugin::parse::go_duration_string(elapsed)
                     );
                 }
             }
