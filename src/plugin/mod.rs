@@ -11,6 +11,7 @@
 
 pub mod fall;
 pub mod mnemonic;
+pub mod nets;
 pub mod observe;
 pub mod order;
 pub mod parse;
