@@ -35,7 +35,7 @@ pub struct Setup<'a> {
     pub shared: &'a Arc<Shared>,
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
     /// The one occurrence of a plugin that may appear once per block (CoreDNS's `plugin.ErrOnce`).
     pub fn once(&self) -> Result<&Directive, SetupError> {
         match self.directives.as_slice() {
@@ -49,6 +49,32 @@ impl Setup<'_> {
                 msg: "no directive".into(),
             }),
         }
+    }
+
+    /// The first occurrence, for plugins CoreDNS configures from the block's first line and
+    /// whose later lines change nothing (`any`, `bufsize`, `chaos`, `whoami`, ...).
+    pub fn first(&self) -> Result<&'a Directive, SetupError> {
+        self.directives.first().copied().ok_or_else(|| SetupError {
+            loc: None,
+            msg: "no directive".into(),
+        })
+    }
+
+    /// Check a directive that takes no arguments and no block (`any`, `minimal`, `whoami`),
+    /// reading its first line as CoreDNS does.
+    pub fn no_arguments(&self) -> Result<(), SetupError> {
+        let d = self.first()?;
+        if !d.args.is_empty() {
+            return Err(d.arg_err());
+        }
+        if !d.block.is_empty() {
+            // CoreDNS reads the `{` as an unexpected argument.
+            return Err(SetupError::at(
+                &d.loc,
+                "Wrong argument count or unexpected line ending after '{'",
+            ));
+        }
+        Ok(())
     }
 
     /// A file path from the Corefile, relative to the `root` directory when not absolute.
