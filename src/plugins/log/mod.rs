@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::corefile::Directive;
 use crate::dnsname::{fqdn_lower, is_subdomain};
 use crate::plugin::mnemonic::{rcode_or_number, type_name};
+use crate::plugin::response::{Class, typify};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
 
@@ -216,7 +217,7 @@ impl Plugin for Log {
         next.serve(req).map(move |outcome| {
             let elapsed = start.elapsed();
             let wanted = rule.classes & ALL != 0
-                || rule.classes & class(req, &outcome) != 0
+                || rule.classes & class(&outcome) != 0
                 || (!rule.min_duration.is_zero() && elapsed > rule.min_duration);
             if wanted {
                 let line = render(&rule.format, req, &outcome, elapsed);
@@ -289,33 +290,17 @@ fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
     }
 }
 
-/// CoreDNS's `response.Typify` + `Classify`, reduced to the class `log` filters on.
-fn class(req: &Request, outcome: &Outcome) -> u8 {
+/// CoreDNS's `response.Typify` + `Classify`, as the bit `log`'s class filter tests. CoreDNS
+/// also counts an answer with an expired RRSIG as an error; ferrodns does not check signature
+/// times here.
+fn class(outcome: &Outcome) -> u8 {
     let Ok(resp) = outcome else {
         return ERROR;
     };
-    let m = resp.message();
-    let rcode = resp.rcode();
-    if matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR) {
-        return ERROR;
-    }
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return SUCCESS;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => DENIAL,
-        ResponseCode::NXDomain if soa => DENIAL,
-        ResponseCode::NoError if ns => SUCCESS,
-        ResponseCode::NoError => SUCCESS,
-        _ => ERROR,
+    match typify(resp.message(), false, false).class() {
+        Class::Success => SUCCESS,
+        Class::Denial => DENIAL,
+        Class::Error => ERROR,
     }
 }
 

@@ -2,7 +2,7 @@ use super::*;
 use crate::plugin::{Proto, Response};
 use hickory_proto::op::{Edns, Query};
 use hickory_proto::rr::rdata::{A, SOA};
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 fn request(
     name: &str,
@@ -163,7 +163,7 @@ fn responses_are_classed_as_coredns_classes_them() {
         (Ok(Response::new(req.reply(), "t")), SUCCESS),
         (Err(Failure::new(ResponseCode::ServFail)), ERROR),
     ] {
-        assert_eq!(class(&req, &outcome), want);
+        assert_eq!(class(&outcome), want);
     }
 }
 
