@@ -150,8 +150,13 @@ fn soa_of(m: &Message) -> Option<Record> {
     Some(soa)
 }
 
-fn is_alias(rr: &Record) -> bool {
-    matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME)
+/// The CNAME and DNAME records of an answer: the chain a NODATA keeps.
+fn aliases(m: &Message) -> Vec<Record> {
+    m.answers
+        .iter()
+        .filter(|rr| matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME))
+        .cloned()
+        .collect()
 }
 
 /// NODATA for `req`: the alias chain that leads to the name (the same for every type), an SOA
@@ -196,13 +201,7 @@ impl Dualstack {
             let m = aaaa.message();
             if has(m, RecordType::AAAA) {
                 self.count_filtered(req, "A");
-                let aliases = m
-                    .answers
-                    .iter()
-                    .filter(|rr| is_alias(rr))
-                    .cloned()
-                    .collect();
-                return Ok(nodata(req, aliases, None, m));
+                return Ok(nodata(req, aliases(m), None, m));
             }
         }
         next.serve(req).await
@@ -236,13 +235,7 @@ impl Dualstack {
                 .ok()
                 .and_then(|r| soa_of(r.message()))
                 .or_else(|| soa_of(&a));
-            let aliases = a
-                .answers
-                .iter()
-                .filter(|rr| is_alias(rr))
-                .cloned()
-                .collect();
-            return Ok(nodata(req, aliases, soa, &a));
+            return Ok(nodata(req, aliases(&a), soa, &a));
         }
         self.count_filtered(req, "AAAA");
         let soa = soa_of(&a);
@@ -251,13 +244,7 @@ impl Dualstack {
             return outcome;
         };
         let m = resp.message();
-        let aliases = m
-            .answers
-            .iter()
-            .filter(|rr| is_alias(rr))
-            .cloned()
-            .collect();
-        Ok(nodata(req, aliases, soa, m))
+        Ok(nodata(req, aliases(m), soa, m))
     }
 }
 
