@@ -88,12 +88,15 @@ impl<'a> Setup<'a> {
     }
 
     /// Origins from the directive's arguments, or the block's zones when there are none
-    /// (CoreDNS's `plugin.OriginsFromArgsOrServerBlock`).
+    /// (CoreDNS's `plugin.OriginsFromArgsOrServerBlock`): a CIDR argument stands for its reverse
+    /// zones, and an argument that is not a valid zone is dropped, as CoreDNS drops it.
     pub fn origins(&self, args: &[String]) -> Vec<String> {
         if args.is_empty() {
             return self.zones.clone();
         }
-        args.iter().map(|a| crate::dnsname::fqdn_lower(a)).collect()
+        args.iter()
+            .flat_map(|a| crate::corefile::normalize_exact(a))
+            .collect()
     }
 }
 
@@ -190,5 +193,32 @@ impl Shared {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_expand_cidrs_and_drop_what_is_no_zone() {
+        let shared = Shared::new(Arc::new(Metrics::new()));
+        let mut block = BlockConfig::default();
+        let s = Setup {
+            directives: Vec::new(),
+            keys: &[],
+            zones: vec!["example.org.".into()],
+            block: &mut block,
+            shared: &shared,
+        };
+        assert_eq!(s.origins(&[]), ["example.org."]);
+        let args: Vec<String> = ["Example.NET", "10.0.0.0/15", "a..b"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            s.origins(&args),
+            ["example.net.", "0.10.in-addr.arpa.", "1.10.in-addr.arpa."]
+        );
     }
 }
