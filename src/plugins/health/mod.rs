@@ -106,6 +106,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         addr,
         "/health",
         Arc::new(move || {
+            // Captured only to own the endpoint: the self-check task holds a `Weak` to it, so
+            // the task lives exactly as long as this route (until a reload replaces it).
             let _ = &route;
             HttpReply {
                 status: 200,
