@@ -257,7 +257,9 @@ impl Drop for Flight<'_> {
             flights.remove(&self.key);
             self.inner.flight_count.fetch_sub(1, Ordering::AcqRel);
         }
-        let _ = &self.tx;
+        // `tx` drops after this, with the flight already gone from the map: a waiter that sees
+        // the channel close without an answer and asks upstream itself starts a new flight
+        // rather than finding this dead one.
     }
 }
 
