@@ -1,10 +1,10 @@
-//! Rcode and query-type names as CoreDNS prints and parses them: miekg/dns's `RcodeToString`,
-//! `StringToRcode` and `Type.String()`. One table, so a metric label, a log line and a Corefile
+//! Rcode, query-type and class names as CoreDNS prints and parses them: miekg/dns's
+//! `RcodeToString`, `StringToRcode`, `Type.String()`, `ClassToString` and `StringToClass`. One table, so a metric label, a log line and a Corefile
 //! option never disagree about what rcode 11 or 16 is called.
 
 use std::borrow::Cow;
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{DNSClass, RecordType};
 
 /// miekg/dns's `RcodeToString`. 16 is BADSIG there, not BADVERS: the two share a value and
 /// miekg's table keeps BADSIG.
@@ -70,6 +70,34 @@ pub fn type_name(t: RecordType) -> Cow<'static, str> {
     }
 }
 
+/// miekg/dns's `ClassToString`. hickory has no CSNET variant, so class 2 is matched by number.
+const CLASSES: &[(u16, &str)] = &[
+    (1, "IN"),
+    (2, "CS"),
+    (3, "CH"),
+    (4, "HS"),
+    (254, "NONE"),
+    (255, "ANY"),
+];
+
+/// A class as miekg/dns prints it: its mnemonic, or `CLASS<n>`.
+pub fn class_name(c: DNSClass) -> Cow<'static, str> {
+    let n = u16::from(c);
+    match CLASSES.iter().find(|(v, _)| *v == n) {
+        Some((_, name)) => (*name).into(),
+        None => format!("CLASS{n}").into(),
+    }
+}
+
+/// miekg/dns's `StringToClass`: exact, upper-case mnemonics only (callers upper-case first,
+/// as CoreDNS does).
+pub fn class_from_name(text: &str) -> Option<DNSClass> {
+    CLASSES
+        .iter()
+        .find(|(_, name)| *name == text)
+        .map(|(n, _)| DNSClass::from(*n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +116,17 @@ mod tests {
         // BADVERS shares 16 with BADSIG and is not in miekg's table.
         assert_eq!(rcode_from_name("BADVERS"), None);
         assert_eq!(rcode_from_name("nope"), None);
+    }
+
+    #[test]
+    fn class_names() {
+        assert_eq!(class_name(DNSClass::IN), "IN");
+        assert_eq!(class_name(DNSClass::from(2)), "CS");
+        assert_eq!(class_name(DNSClass::from(42)), "CLASS42");
+        assert_eq!(class_from_name("CH"), Some(DNSClass::CH));
+        assert_eq!(class_from_name("CS"), Some(DNSClass::Unknown(2)));
+        assert_eq!(class_from_name("*"), None);
+        assert_eq!(class_from_name("in"), None);
     }
 
     #[test]

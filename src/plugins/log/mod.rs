@@ -8,12 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::DNSClass;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::corefile::Directive;
 use crate::dnsname::{fqdn_lower, is_subdomain};
-use crate::plugin::mnemonic::{rcode_or_number, type_name};
+use crate::plugin::mnemonic::{class_name, rcode_or_number, type_name};
 use crate::plugin::response::{Class, typify};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
@@ -330,17 +329,6 @@ fn push_addr(out: &mut String, ip: IpAddr) {
         IpAddr::V6(v6) => {
             let _ = write!(out, "[{v6}]");
         }
-    }
-}
-
-fn class_name(c: DNSClass) -> std::borrow::Cow<'static, str> {
-    match c {
-        DNSClass::IN => "IN".into(),
-        DNSClass::CH => "CH".into(),
-        DNSClass::HS => "HS".into(),
-        DNSClass::NONE => "NONE".into(),
-        DNSClass::ANY => "ANY".into(),
-        other => format!("CLASS{}", u16::from(other)).into(),
     }
 }
 

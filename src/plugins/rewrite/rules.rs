@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::answer::{RegexRewriter, ResponseRule, StringRewriter};
 use crate::plugin::Request;
+use crate::plugin::mnemonic::class_from_name;
 
 /// `stop` (the default) or `continue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -439,10 +440,8 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
                     to: ty(&to)?,
                 }
             } else {
-                // miekg/dns also knows CSNET, which hickory has no name for.
-                let class = |s: &str| match s {
-                    "CS" => Ok(DNSClass::Unknown(2)),
-                    _ => DNSClass::from_str(s).map_err(|_| format!("invalid class {}", quote(s))),
+                let class = |s: &str| {
+                    class_from_name(s).ok_or_else(|| format!("invalid class {}", quote(s)))
                 };
                 Kind::Class {
                     from: class(&from)?,
