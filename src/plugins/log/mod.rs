@@ -232,6 +232,8 @@ struct Answer<'m> {
     rcode: Option<u16>,
     flags: Option<Flags>,
     msg: Option<&'m Message>,
+    /// The length of a pre-encoded answer (a cache hit), which needs no encode to measure.
+    wire_len: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -257,21 +259,46 @@ impl Flags {
             cd: m.checking_disabled,
         }
     }
+
+    /// The flags of a DNS header's third and fourth octets.
+    fn of_header(b2: u8, b3: u8) -> Self {
+        Flags {
+            qr: b2 & 0x80 != 0,
+            aa: b2 & 0x04 != 0,
+            tc: b2 & 0x02 != 0,
+            rd: b2 & 0x01 != 0,
+            ra: b3 & 0x80 != 0,
+            ad: b3 & 0x20 != 0,
+            cd: b3 & 0x10 != 0,
+        }
+    }
 }
 
 /// A failure the server answers is logged as the reply the server writes for it (CoreDNS
 /// synthesizes that reply in `log` too); a dropped query has no answer: `-`.
 fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
     match outcome {
-        Ok(resp) => Answer {
-            rcode: Some(u16::from(resp.rcode())),
-            flags: Some(Flags::of(&resp.message().metadata)),
-            msg: Some(resp.message()),
+        // A pre-encoded answer (a cache hit) is read from its bytes: logging it must not cost a
+        // parse and an encode. The server only changes its ID and adds the client's OPT.
+        Ok(resp) => match resp.wire() {
+            Some(wire @ &[_, _, b2, b3, ..]) => Answer {
+                rcode: Some(u16::from(resp.rcode())),
+                flags: Some(Flags::of_header(b2, b3)),
+                msg: None,
+                wire_len: Some(wire.len()),
+            },
+            _ => Answer {
+                rcode: Some(u16::from(resp.rcode())),
+                flags: Some(Flags::of(&resp.message().metadata)),
+                msg: Some(resp.message()),
+                wire_len: None,
+            },
         },
         Err(Failure { reply: false, .. }) => Answer {
             rcode: None,
             flags: None,
             msg: None,
+            wire_len: None,
         },
         Err(f) => Answer {
             rcode: Some(u16::from(f.rcode)),
@@ -285,6 +312,7 @@ fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
                 cd: req.msg.metadata.checking_disabled,
             }),
             msg: None,
+            wire_len: None,
         },
     }
 }
@@ -377,9 +405,10 @@ fn render(format: &[Part], req: &Request, outcome: &Outcome, elapsed: Duration) 
                 None => out.push('-'),
             },
             Part::Rsize => {
-                let len = match (ans.msg, outcome) {
-                    (Some(m), _) => encoded_len(m),
-                    (None, Err(f)) if f.reply => failure_len(req, f.rcode),
+                let len = match (ans.wire_len, ans.msg, outcome) {
+                    (Some(n), _, _) => n,
+                    (None, Some(m), _) => encoded_len(m),
+                    (None, None, Err(f)) if f.reply => failure_len(req, f.rcode),
                     _ => 0,
                 };
                 let _ = write!(out, "{len}");

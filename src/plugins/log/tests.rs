@@ -108,6 +108,28 @@ fn common_log_format_matches_coredns() {
     assert_eq!(line, "- - 0");
 }
 
+/// A cache hit reaches `log` pre-encoded; its line must read as the parsed answer's would.
+#[test]
+fn a_pre_encoded_answer_logs_as_its_message_would() {
+    let req = request(
+        "example.org.",
+        RecordType::A,
+        "127.0.0.1:1053",
+        Proto::Udp,
+        None,
+    );
+    let mut m = answer_a(&req).unwrap().into_message();
+    m.edns = None;
+    m.metadata.authoritative = true;
+    m.metadata.checking_disabled = true;
+    let parsed: Outcome = Ok(Response::new(m.clone(), "test"));
+    let wire: Outcome = Ok(Response::from_wire(m.to_vec().unwrap(), "cache"));
+    let format = parse_format("{rcode} {>rflags} {rsize}");
+    let want = render(&format, &req, &parsed, Duration::ZERO);
+    assert!(want.starts_with("NOERROR qr,aa,rd,ra,ad,cd "), "{want}");
+    assert_eq!(render(&format, &req, &wire, Duration::ZERO), want);
+}
+
 #[test]
 fn placeholders_and_literals() {
     let req = request(
