@@ -1,6 +1,8 @@
 //! Parsing the value forms that Corefile options share, with CoreDNS's (Go's) spelling, and
-//! printing a duration back as Go does for log lines CoreDNS writes with `%v`.
+//! printing a duration back as Go does for log lines CoreDNS writes with `%v`; and the
+//! `host:port` of the HTTP endpoints (`health`, `ready`, `prometheus`) read as Go's `net.Listen`.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// A Go duration (`time.ParseDuration`): `300ms`, `1.5h`, `2h45m`, `10s`. Units: `ns`, `us`
@@ -94,6 +96,54 @@ fn fraction(v: u128, digits: u32) -> String {
     format!("{whole}.{f}")
 }
 
+/// Turn `host:port` into the address to listen on, as Go's `net.Listen` would: an empty host
+/// is every address, a name is resolved (first IPv4 address preferred, as Go does for
+/// `localhost`). Errors read as Go's `net.SplitHostPort` errors.
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(text)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("listen tcp: address {text}: invalid port"))?;
+    if host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("listen tcp: lookup {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen tcp: lookup {host}: no such host"))
+}
+
+/// Go's `net.SplitHostPort`.
+pub fn split_host_port(text: &str) -> Result<(&str, &str), String> {
+    let err = |why: &str| format!("address {text}: {why}");
+    let Some(colon) = text.rfind(':') else {
+        return Err(err("missing port in address"));
+    };
+    let (host, port) = (&text[..colon], &text[colon + 1..]);
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(err("missing ']' in address"));
+        };
+        return Ok((inner, port));
+    }
+    if host.contains(':') {
+        return Err(err("too many colons in address"));
+    }
+    if host.contains('[') || host.contains(']') || port.contains(']') {
+        return Err(err("unexpected '[' in address"));
+    }
+    Ok((host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +177,28 @@ mod tests {
             (Duration::from_secs(3600), "1h0m0s"),
         ] {
             assert_eq!(go_duration_string(d), want);
+        }
+    }
+
+    #[test]
+    fn addresses_follow_go() {
+        for (text, want) in [
+            (":9153", Ok("[::]:9153")),
+            ("127.0.0.1:9253", Ok("127.0.0.1:9253")),
+            ("[::1]:9153", Ok("[::1]:9153")),
+            ("localhost:9153", Ok("127.0.0.1:9153")),
+            ("9153", Err("address 9153: missing port in address")),
+            (
+                "::1:9153",
+                Err("address ::1:9153: too many colons in address"),
+            ),
+            (
+                "[::1:9153",
+                Err("address [::1:9153: missing ']' in address"),
+            ),
+        ] {
+            let got = listen_addr(text).map(|a| a.to_string());
+            assert_eq!(got, want.map(String::from).map_err(String::from), "{text}");
         }
     }
 }

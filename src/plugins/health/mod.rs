@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+use crate::plugin::parse::listen_addr;
 use crate::plugin::setup::{HttpReply, Setup, SetupResult};
 use crate::plugins::prometheus::histogram::Histogram;
-use crate::plugins::prometheus::listen_addr;
 
 const DEFAULT_ADDR: &str = ":8080";
 
