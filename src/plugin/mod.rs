@@ -10,6 +10,8 @@
 //! allocation, and only a handler that really waits (`forward`) pays for a boxed future.
 
 pub mod fall;
+pub mod mnemonic;
+pub mod nets;
 pub mod observe;
 pub mod order;
 pub mod parse;

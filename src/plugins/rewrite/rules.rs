@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::answer::{RegexRewriter, ResponseRule, StringRewriter};
 use crate::plugin::Request;
+use crate::plugin::mnemonic::class_from_name;
 
 /// `stop` (the default) or `continue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -442,10 +443,8 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
                     to: ty(&to)?,
                 }
             } else {
-                // miekg/dns also knows CSNET, which hickory has no name for.
-                let class = |s: &str| match s {
-                    "CS" => Ok(DNSClass::Unknown(2)),
-                    _ => DNSClass::from_str(s).map_err(|_| format!("invalid class {}", quote(s))),
+                let class = |s: &str| {
+                    class_from_name(s).ok_or_else(|| format!("invalid class {}", quote(s)))
                 };
                 Kind::Class {
                     from: class(&from)?,
@@ -720,30 +719,6 @@ fn parse_ttl(args: &[String]) -> Result<Kind, String> {
     })
 }
 
-/// The rcode names CoreDNS (miekg/dns `RcodeToString`) knows.
-const RCODES: &[(u16, &str)] = &[
-    (0, "NOERROR"),
-    (1, "FORMERR"),
-    (2, "SERVFAIL"),
-    (3, "NXDOMAIN"),
-    (4, "NOTIMP"),
-    (5, "REFUSED"),
-    (6, "YXDOMAIN"),
-    (7, "YXRRSET"),
-    (8, "NXRRSET"),
-    (9, "NOTAUTH"),
-    (10, "NOTZONE"),
-    (11, "DSOTYPENI"),
-    (16, "BADSIG"),
-    (17, "BADKEY"),
-    (18, "BADTIME"),
-    (19, "BADMODE"),
-    (20, "BADNAME"),
-    (21, "BADALG"),
-    (22, "BADTRUNC"),
-    (23, "BADCOOKIE"),
-];
-
 fn parse_rcode_value(v: &str) -> Option<u16> {
     if let Ok(n) = v.parse::<u16>()
         && v.bytes().all(|b| b.is_ascii_digit())
@@ -751,10 +726,7 @@ fn parse_rcode_value(v: &str) -> Option<u16> {
     {
         return Some(n);
     }
-    RCODES
-        .iter()
-        .find(|(_, name)| name.eq_ignore_ascii_case(v))
-        .map(|(n, _)| *n)
+    crate::plugin::mnemonic::rcode_from_name(v)
 }
 
 fn parse_rcode(args: &[String]) -> Result<Kind, String> {
