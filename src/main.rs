@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferrodns::corefile::{self, Corefile};
 use ferrodns::metrics::Metrics;
 use ferrodns::plugin::order;
+use ferrodns::plugin::parse::go_duration_string;
 use ferrodns::plugin::setup::Shared;
 use ferrodns::plugins::reload;
 use ferrodns::server::{self, running::Running};
@@ -483,7 +484,7 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
         if !lameduck.is_zero() {
             ferrodns::info!(
                 "plugin/health: Going into lameduck mode for {}",
-                go_duration_text(lameduck)
+                go_duration_string(lameduck)
             );
             tokio::time::sleep(lameduck).await;
         }
@@ -499,25 +500,6 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
     };
     remove_pidfile();
     code
-}
-
-/// A duration as Go's `time.Duration.String` prints round values: `5s`, `1m30s`, `500ms`.
-fn go_duration_text(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, m, s, rest) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let secs = if rest == 0 {
-        format!("{s}s")
-    } else {
-        format!("{s}.{}s", format!("{rest:03}").trim_end_matches('0'))
-    };
-    match (h, m) {
-        (0, 0) => secs,
-        (0, m) => format!("{m}m{secs}"),
-        (h, m) => format!("{h}h{m}m{secs}"),
-    }
 }
 
 #[cfg(test)]
@@ -540,20 +522,6 @@ mod tests {
         assert!(f.quiet);
         assert!(parse_flags(&args("-p 5300")).unwrap().dns_port.is_some());
         assert!(!parse_flags(&args("-quiet=false")).unwrap().quiet);
-    }
-
-    #[test]
-    fn go_durations_print_as_go_does() {
-        use std::time::Duration;
-        for (d, want) in [
-            (Duration::from_secs(5), "5s"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_millis(250), "250ms"),
-            (Duration::from_secs(3600), "1h0m0s"),
-        ] {
-            assert_eq!(go_duration_text(d), want);
-        }
     }
 
     #[test]

@@ -3,11 +3,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use common::*;
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 const HOSTS: &str = "
@@ -22,52 +19,23 @@ fn corefile(dns64: &str) -> String {
     format!(".:PORT {{\n    {dns64}\n    hosts {{{HOSTS}\n    }}\n}}\n")
 }
 
-/// `owner ttl TYPE rdata` of every answer record.
-fn answers(m: &Message) -> Vec<String> {
-    m.answers
-        .iter()
-        .map(|rr| format!("{} {} {} {}", rr.name, rr.ttl, rr.record_type(), rr.data))
-        .collect()
-}
-
-/// Ask `name`/`qtype` of the server from `client` ("127.0.0.1" or "::1") over `proto`.
-fn ask(srv: &Server, client: &str, proto: &str, name: &str, qtype: RecordType) -> Message {
-    let v6 = client.contains(':');
-    let server: SocketAddr = if v6 {
-        format!("[::1]:{}", srv.port).parse().unwrap()
-    } else {
-        srv.addr()
-    };
-    let local: SocketAddr = if v6 {
-        "[::1]:0".parse().unwrap()
-    } else {
-        format!("{client}:0").parse().unwrap()
-    };
-    let q = query(name, qtype);
-    let m = match proto {
-        "udp" => udp_exchange_from(&local.to_string(), server, &q),
-        _ => tcp_exchange_from(local, server, &q, Duration::from_secs(2)),
-    };
-    m.unwrap_or_else(|| panic!("no {proto} answer from {client} for {name} {qtype}"))
-}
-
 #[test]
 fn synthesizes_for_ipv6_clients_only() {
     let srv = Server::start(&corefile("dns64"));
     for proto in ["udp", "tcp"] {
         // An IPv4-only name: synthesized with the well-known prefix. hosts sends no SOA, so
         // the TTL is min(3600, 600).
-        let m = ask(&srv, "::1", proto, "v4only.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "v4only.example.org.", RecordType::AAAA);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v4only.example.org. 600 AAAA 64:ff9b::c000:221"],
             "{proto}"
         );
         assert!(!m.metadata.authentic_data, "{proto}");
 
         // The same question over IPv4: untouched NODATA.
-        let m = ask(
+        let m = ask_from(
             &srv,
             "127.0.0.1",
             proto,
@@ -75,33 +43,33 @@ fn synthesizes_for_ipv6_clients_only() {
             RecordType::AAAA,
         );
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
-        assert!(m.answers.is_empty(), "{proto}: {:?}", answers(&m));
+        assert!(m.answers.is_empty(), "{proto}: {:?}", answer_lines(&m));
 
         // A name with its own AAAA keeps it.
-        let m = ask(&srv, "::1", proto, "dual.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "dual.example.org.", RecordType::AAAA);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["dual.example.org. 3600 AAAA 2001:db8::44"],
             "{proto}"
         );
 
         // Only an IPv4-mapped AAAA: treated as none (RFC 6147 5.1.4).
-        let m = ask(&srv, "::1", proto, "mapped.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "mapped.example.org.", RecordType::AAAA);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["mapped.example.org. 600 AAAA 64:ff9b::c000:242"],
             "{proto}"
         );
 
         // A name hosts does not know: SERVFAIL for AAAA counts as empty, but the A question
         // fails too, so the SERVFAIL stands.
-        let m = ask(&srv, "::1", proto, "unknown.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "unknown.example.org.", RecordType::AAAA);
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{proto}");
 
         // A questions are never touched.
-        let m = ask(&srv, "::1", proto, "v4only.example.org.", RecordType::A);
+        let m = ask_from(&srv, "::1", proto, "v4only.example.org.", RecordType::A);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v4only.example.org. 3600 A 192.0.2.33"],
             "{proto}"
         );
@@ -113,10 +81,10 @@ fn reverse_and_prefix_discovery() {
     let srv = Server::start(&corefile("dns64"));
     let reverse = "1.2.2.0.0.0.0.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.b.9.f.f.4.6.0.0.ip6.arpa.";
     for (client, proto) in [("::1", "udp"), ("::1", "tcp"), ("127.0.0.1", "udp")] {
-        let m = ask(&srv, client, proto, reverse, RecordType::PTR);
+        let m = ask_from(&srv, client, proto, reverse, RecordType::PTR);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             [
                 format!("{reverse} 600 CNAME 33.2.0.192.in-addr.arpa."),
                 "33.2.0.192.in-addr.arpa. 3600 PTR v4only.example.org.".to_string()
@@ -124,9 +92,9 @@ fn reverse_and_prefix_discovery() {
             "{client} {proto}"
         );
 
-        let m = ask(&srv, client, proto, "ipv4only.arpa.", RecordType::A);
+        let m = ask_from(&srv, client, proto, "ipv4only.arpa.", RecordType::A);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             [
                 "ipv4only.arpa. 600 A 192.0.0.170",
                 "ipv4only.arpa. 600 A 192.0.0.171"
@@ -135,9 +103,9 @@ fn reverse_and_prefix_discovery() {
         );
     }
     for proto in ["udp", "tcp"] {
-        let m = ask(&srv, "::1", proto, "ipv4only.arpa.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "ipv4only.arpa.", RecordType::AAAA);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             [
                 "ipv4only.arpa. 600 AAAA 64:ff9b::c000:aa",
                 "ipv4only.arpa. 600 AAAA 64:ff9b::c000:ab"
@@ -153,18 +121,18 @@ fn custom_prefix_and_allow_ipv4() {
         "dns64 {\n        prefix 2001:db8:122::/48\n        allow_ipv4\n    }",
     ));
     for (client, proto) in [("127.0.0.1", "udp"), ("127.0.0.1", "tcp"), ("::1", "udp")] {
-        let m = ask(&srv, client, proto, "v4only.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, client, proto, "v4only.example.org.", RecordType::AAAA);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v4only.example.org. 600 AAAA 2001:db8:122:c000:2:2100::"],
             "{client} {proto}"
         );
         // The reverse name of that address (a /48 splits the IPv4 address around the
         // u-octet) leads back to the hosts PTR.
         let reverse = "0.0.0.0.0.0.0.0.0.0.1.2.2.0.0.0.0.0.0.c.2.2.1.0.8.b.d.0.1.0.0.2.ip6.arpa.";
-        let m = ask(&srv, client, proto, reverse, RecordType::PTR);
+        let m = ask_from(&srv, client, proto, reverse, RecordType::PTR);
         assert_eq!(
-            answers(&m).last().map(String::as_str),
+            answer_lines(&m).last().map(String::as_str),
             Some("33.2.0.192.in-addr.arpa. 3600 PTR v4only.example.org."),
             "{client} {proto}"
         );

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 const HOSTS: &str = "
@@ -25,34 +24,6 @@ fn corefile(plugins: &str) -> String {
     format!(".:PORT {{\n{plugins}\n    hosts {{{HOSTS}\n    }}\n}}\n")
 }
 
-fn answers(m: &Message) -> Vec<String> {
-    m.answers
-        .iter()
-        .map(|rr| format!("{} {} {} {}", rr.name, rr.ttl, rr.record_type(), rr.data))
-        .collect()
-}
-
-/// Ask from `client` (an IPv4 loopback address or "::1") over `proto`.
-fn ask(srv: &Server, client: &str, proto: &str, name: &str, qtype: RecordType) -> Message {
-    let v6 = client.contains(':');
-    let server: SocketAddr = if v6 {
-        format!("[::1]:{}", srv.port).parse().unwrap()
-    } else {
-        srv.addr()
-    };
-    let local: SocketAddr = if v6 {
-        "[::1]:0".parse().unwrap()
-    } else {
-        format!("{client}:0").parse().unwrap()
-    };
-    let q = query(name, qtype);
-    let m = match proto {
-        "udp" => udp_exchange_from(&local.to_string(), server, &q),
-        _ => tcp_exchange_from(local, server, &q, Duration::from_secs(2)),
-    };
-    m.unwrap_or_else(|| panic!("no {proto} answer from {client} for {name} {qtype}"))
-}
-
 #[test]
 fn aaaa_failure_becomes_nodata_when_a_exists() {
     // acl refuses every AAAA question; dualstack's A question passes.
@@ -63,23 +34,27 @@ fn aaaa_failure_becomes_nodata_when_a_exists() {
     let without = Server::start(&corefile(acl));
     for proto in ["udp", "tcp"] {
         for name in ["v4only.example.org.", "dual.example.org."] {
-            let m = ask(&without, "127.0.0.1", proto, name, RecordType::AAAA);
+            let m = ask_from(&without, "127.0.0.1", proto, name, RecordType::AAAA);
             assert_eq!(
                 m.metadata.response_code,
                 ResponseCode::Refused,
                 "{proto} {name}"
             );
 
-            let m = ask(&with, "127.0.0.1", proto, name, RecordType::AAAA);
+            let m = ask_from(&with, "127.0.0.1", proto, name, RecordType::AAAA);
             assert_eq!(
                 m.metadata.response_code,
                 ResponseCode::NoError,
                 "{proto} {name}"
             );
-            assert!(m.answers.is_empty(), "{proto} {name}: {:?}", answers(&m));
+            assert!(
+                m.answers.is_empty(),
+                "{proto} {name}: {:?}",
+                answer_lines(&m)
+            );
         }
         // No A record (hosts knows only an AAAA): the failure stands.
-        let m = ask(
+        let m = ask_from(
             &with,
             "127.0.0.1",
             proto,
@@ -89,7 +64,7 @@ fn aaaa_failure_becomes_nodata_when_a_exists() {
         assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{proto}");
         // A name hosts does not know: its A question fails too (hosts answers SERVFAIL, having
         // no SOA to say NXDOMAIN with), so there is nothing to fall back to.
-        let m = ask(
+        let m = ask_from(
             &with,
             "127.0.0.1",
             proto,
@@ -98,7 +73,7 @@ fn aaaa_failure_becomes_nodata_when_a_exists() {
         );
         assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{proto}");
         // A questions are untouched.
-        let m = ask(
+        let m = ask_from(
             &with,
             "127.0.0.1",
             proto,
@@ -106,7 +81,7 @@ fn aaaa_failure_becomes_nodata_when_a_exists() {
             RecordType::A,
         );
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["dual.example.org. 3600 A 192.0.2.44"],
             "{proto}"
         );
@@ -120,7 +95,7 @@ fn filter_aaaa_for_listed_clients() {
     ));
     for proto in ["udp", "tcp"] {
         // Listed client, name with both families: AAAA withheld.
-        let m = ask(
+        let m = ask_from(
             &srv,
             "127.0.0.2",
             proto,
@@ -128,9 +103,9 @@ fn filter_aaaa_for_listed_clients() {
             RecordType::AAAA,
         );
         assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
-        assert!(m.answers.is_empty(), "{proto}: {:?}", answers(&m));
+        assert!(m.answers.is_empty(), "{proto}: {:?}", answer_lines(&m));
         // Listed client, IPv6-only name: the AAAA is its only way in, so it stays.
-        let m = ask(
+        let m = ask_from(
             &srv,
             "127.0.0.2",
             proto,
@@ -138,15 +113,15 @@ fn filter_aaaa_for_listed_clients() {
             RecordType::AAAA,
         );
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v6only.example.org. 3600 AAAA 2001:db8::55"],
             "{proto}"
         );
         // Other clients see everything.
         for client in ["127.0.0.1", "::1"] {
-            let m = ask(&srv, client, proto, "dual.example.org.", RecordType::AAAA);
+            let m = ask_from(&srv, client, proto, "dual.example.org.", RecordType::AAAA);
             assert_eq!(
-                answers(&m),
+                answer_lines(&m),
                 ["dual.example.org. 3600 AAAA 2001:db8::44"],
                 "{client} {proto}"
             );
@@ -163,23 +138,27 @@ fn filter_a_for_ipv6_only_clients_behind_dns64() {
         // The NAT64 incident: an IPv6-only client must not get the IPv4 address of a name
         // that dns64 gives an AAAA for, nor of one that has its own AAAA.
         for name in ["v4only.example.org.", "dual.example.org."] {
-            let m = ask(&srv, "::1", proto, name, RecordType::A);
+            let m = ask_from(&srv, "::1", proto, name, RecordType::A);
             assert_eq!(
                 m.metadata.response_code,
                 ResponseCode::NoError,
                 "{proto} {name}"
             );
-            assert!(m.answers.is_empty(), "{proto} {name}: {:?}", answers(&m));
+            assert!(
+                m.answers.is_empty(),
+                "{proto} {name}: {:?}",
+                answer_lines(&m)
+            );
         }
         // Its AAAA question gets the synthesized address.
-        let m = ask(&srv, "::1", proto, "v4only.example.org.", RecordType::AAAA);
+        let m = ask_from(&srv, "::1", proto, "v4only.example.org.", RecordType::AAAA);
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v4only.example.org. 600 AAAA 64:ff9b::c000:221"],
             "{proto}"
         );
         // An IPv4 client keeps its A records.
-        let m = ask(
+        let m = ask_from(
             &srv,
             "127.0.0.1",
             proto,
@@ -187,7 +166,7 @@ fn filter_a_for_ipv6_only_clients_behind_dns64() {
             RecordType::A,
         );
         assert_eq!(
-            answers(&m),
+            answer_lines(&m),
             ["v4only.example.org. 3600 A 192.0.2.33"],
             "{proto}"
         );
@@ -236,9 +215,9 @@ fn metrics_of_both_plugins() {
     )));
     // dns64 synthesizes once for the AAAA question and once for dualstack's AAAA check behind
     // the A question; dualstack empties one A and one AAAA answer.
-    ask(&srv, "::1", "udp", "v4only.example.org.", RecordType::AAAA);
-    ask(&srv, "::1", "tcp", "v4only.example.org.", RecordType::A);
-    ask(
+    ask_from(&srv, "::1", "udp", "v4only.example.org.", RecordType::AAAA);
+    ask_from(&srv, "::1", "tcp", "v4only.example.org.", RecordType::A);
+    ask_from(
         &srv,
         "127.0.0.2",
         "udp",

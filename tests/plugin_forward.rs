@@ -334,50 +334,40 @@ fn health_checks_mark_an_upstream_down_and_back_up() {
     assert_eq!(ua.health_checks(), checks, "no health checks while healthy");
 }
 
+/// The probe's question: `.` with RD by default; `domain` and `no_rec` change it.
 #[test]
-fn health_check_uses_the_configured_domain_and_rd_bit() {
-    let up = Upstream::start(A);
-    up.set(Behavior::Drop);
-    let srv = forward(&[&up], "health_check 100ms no_rec domain Probe.Example");
-    // Any failed exchange starts the probing.
-    let _ = udp_ask(
-        srv.addr(),
-        &query("x.example.", RecordType::A),
-        Duration::from_secs(3),
-    );
-    let deadline = Instant::now() + Duration::from_secs(6);
-    while up.health_checks() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+fn health_check_question() {
+    for (options, want_name, want_rd) in [
+        ("health_check 100ms", ".", true),
+        (
+            "health_check 100ms no_rec domain Probe.Example",
+            "probe.example.",
+            false,
+        ),
+    ] {
+        let up = Upstream::start(A);
+        up.set(Behavior::Drop);
+        let srv = forward(&[&up], options);
+        // Any failed exchange starts the probing.
+        let _ = udp_ask(
+            srv.addr(),
+            &query("x.example.", RecordType::A),
+            Duration::from_secs(3),
+        );
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while up.health_checks() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (name, rd) = up
+            .state
+            .last_health
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| panic!("{options}: no health check"));
+        assert_eq!(name.to_ascii_lowercase(), want_name, "{options}");
+        assert_eq!(rd, want_rd, "{options}");
     }
-    assert!(up.health_checks() > 0);
-    let (name, rd) = up.state.last_health.lock().unwrap().clone().unwrap();
-    assert_eq!(name.to_ascii_lowercase(), "probe.example.");
-    assert!(!rd, "no_rec clears RD");
-}
-
-#[test]
-fn health_check_defaults_to_root_ns_with_rd() {
-    let up = Upstream::start(A);
-    up.set(Behavior::Drop);
-    let srv = forward(&[&up], "health_check 100ms");
-    let _ = udp_ask(
-        srv.addr(),
-        &query("x.example.", RecordType::A),
-        Duration::from_secs(3),
-    );
-    let deadline = Instant::now() + Duration::from_secs(6);
-    while up.health_checks() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (name, rd) = up
-        .state
-        .last_health
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("a health check");
-    assert_eq!(name, ".");
-    assert!(rd);
 }
 
 #[test]

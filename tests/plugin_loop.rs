@@ -54,17 +54,6 @@ fn loop_takes_no_arguments() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether this binary has `plugin` (`-plugins` lists it).
-fn has_plugin(plugin: &str) -> bool {
-    let out = Command::new(binary()).arg("-plugins").output().unwrap();
-    let list = String::from_utf8_lossy(&out.stdout);
-    if list.lines().any(|l| l.trim() == format!("dns.{plugin}")) {
-        return true;
-    }
-    eprintln!("SKIPPED: this build has no `{plugin}` plugin");
-    false
-}
-
 /// A ferrodns started without waiting for it to listen: it may well stop on its own.
 struct Proc {
     child: Child,
@@ -147,9 +136,6 @@ fn check_fatal(out: &str, to: &str, zone: &str) -> String {
 
 #[test]
 fn forwarding_to_itself_is_fatal() {
-    if !has_plugin("forward") {
-        return;
-    }
     let port = free_port();
     let mut p = Proc::start(&format!(
         ".:{port} {{\n    loop\n    forward . 127.0.0.1:{port}\n}}\n"
@@ -161,9 +147,6 @@ fn forwarding_to_itself_is_fatal() {
 
 #[test]
 fn loop_in_a_zone_names_the_zone() {
-    if !has_plugin("forward") {
-        return;
-    }
     let port = free_port();
     let mut p = Proc::start(&format!(
         "example.org:{port} {{\n    loop\n    forward . 127.0.0.1:{port}\n}}\n"
@@ -179,9 +162,6 @@ fn loop_in_a_zone_names_the_zone() {
 
 #[test]
 fn two_servers_forwarding_to_each_other() {
-    if !has_plugin("forward") {
-        return;
-    }
     let (pa, pb) = (free_port(), free_port());
     let mut a = Proc::start(&format!(
         ".:{pa} {{\n    loop\n    forward . 127.0.0.1:{pb}\n}}\n"

@@ -170,6 +170,18 @@ fn health_answers_ok_and_checks_itself() {
     drop(srv);
 }
 
+/// The health README's claim: two blocks naming one address share the endpoint (CoreDNS fails
+/// to listen twice).
+#[test]
+fn health_in_two_blocks_on_one_address_is_one_endpoint() {
+    let hport = free_port();
+    let srv = Server::start(&format!(
+        "a.example:PORT {{\n    health 127.0.0.1:{hport}\n    whoami\n}}\nb.example:PORT {{\n    health 127.0.0.1:{hport}\n    whoami\n}}\n"
+    ));
+    assert_eq!(wait_http(hport, "/health"), (200, "OK".to_string()));
+    drop(srv);
+}
+
 #[test]
 fn ready_turns_503_in_lameduck_while_health_stays_ok() {
     let (hport, rport) = (free_port(), free_port());

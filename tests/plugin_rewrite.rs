@@ -244,3 +244,116 @@ fn edns0_rewrite_keeps_the_clients_edns() {
     let tcp = tcp_exchange(srv.addr(), &query("www.example.org.", RecordType::A)).unwrap();
     assert_eq!(tcp.answers.len(), 2);
 }
+
+/// `rewrite cname`: the chain answers with a CNAME to `old.b.test`; the rule points it at
+/// `new.b.test`, whose address only the `hosts` of another server block of the same listener
+/// knows, so the lookup has to go through the server's zones. (*template*'s own lookup of the
+/// old target crosses blocks too; the rule replaces what it found.)
+#[test]
+fn cname_rule_looks_the_new_target_up_in_another_server_block() {
+    let srv = Server::start(
+        "a.test:PORT {
+    rewrite cname exact old.b.test new.b.test
+    template IN A a.test {
+        answer \"{{ .Name }} 60 IN CNAME old.b.test.\"
+    }
+}
+b.test:PORT {
+    hosts {
+        192.0.2.6 old.b.test
+        192.0.2.7 new.b.test
+    }
+}
+",
+    );
+    for (proto, ask) in TRANSPORTS {
+        let m = ask(&srv, "www.a.test.", RecordType::A);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
+        assert_eq!(question(&m), "www.a.test. A", "{proto}");
+        assert_eq!(
+            answers(&m),
+            [
+                "www.a.test. 60 CNAME new.b.test.",
+                "new.b.test. 3600 A 192.0.2.7"
+            ],
+            "{proto}"
+        );
+        // The other block answers on its own as before.
+        let m = ask(&srv, "old.b.test.", RecordType::A);
+        assert_eq!(answers(&m), ["old.b.test. 3600 A 192.0.2.6"], "{proto}");
+    }
+    if require("dig") {
+        let out = Command::new("dig")
+            .args(["+short", "-p", &srv.addr().port().to_string(), "@127.0.0.1"])
+            .args(["www.a.test", "A"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text, "new.b.test.\n192.0.2.7\n", "{text}");
+    }
+}
+
+/// A rule whose new target is rewritten again by the lookup it causes (a CNAME to itself): the
+/// lookups nest, and ferrodns cuts them at 8 levels; the client still gets an answer at once.
+#[test]
+fn cname_rule_loop_is_cut_at_the_depth_bound() {
+    let srv = Server::start(
+        "loop.test:PORT {
+    rewrite cname exact b.loop.test b.loop.test
+    template IN TXT loop.test {
+        answer \"{{ .Name }} 60 IN CNAME b.loop.test.\"
+    }
+}
+",
+    );
+    for (proto, ask) in TRANSPORTS {
+        let m = ask(&srv, "a.loop.test.", RecordType::TXT);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{proto}");
+        // The client's CNAME, then one per nested lookup.
+        let got = answers(&m);
+        assert_eq!(got.len(), 9, "{proto}: {got:?}");
+        assert_eq!(got[0], "a.loop.test. 60 CNAME b.loop.test.", "{proto}");
+        assert!(
+            got[1..]
+                .iter()
+                .all(|a| a == "b.loop.test. 60 CNAME b.loop.test."),
+            "{proto}: {got:?}"
+        );
+    }
+    srv.wait_stdout("[ERROR] plugin/rewrite: upstream lookup of b.loop.test. failed: more than 8 nested lookups");
+}
+
+/// A reload that keeps the listener: the new configuration's lookups go through the new zone
+/// table (the new `hosts` data), not the one that was replaced.
+#[test]
+fn cname_rule_lookups_follow_a_reload() {
+    let config = |ip: &str| {
+        format!(
+            "a.test:PORT {{\n    rewrite cname exact old.b.test new.b.test\n    template IN A a.test {{\n        answer \"{{{{ .Name }}}} 60 IN CNAME old.b.test.\"\n    }}\n}}\nb.test:PORT {{\n    hosts {{\n        {ip} new.b.test\n    }}\n}}\n"
+        )
+    };
+    let srv = Server::start(&config("192.0.2.7"));
+    let m = srv.udp("www.a.test.", RecordType::A);
+    assert_eq!(answers(&m)[1], "new.b.test. 3600 A 192.0.2.7");
+    let tmp = srv.dir.join("Corefile.tmp");
+    std::fs::write(
+        &tmp,
+        config("192.0.2.8").replace("PORT", &srv.port.to_string()),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, srv.dir.join("Corefile")).unwrap();
+    srv.signal(libc::SIGUSR1);
+    srv.wait_stdout("Reloading complete");
+    for (proto, ask) in TRANSPORTS {
+        let m = ask(&srv, "www.a.test.", RecordType::A);
+        assert_eq!(
+            answers(&m),
+            [
+                "www.a.test. 60 CNAME new.b.test.",
+                "new.b.test. 3600 A 192.0.2.8"
+            ],
+            "{proto}"
+        );
+    }
+}

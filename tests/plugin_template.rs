@@ -267,7 +267,7 @@ fn failures_answer_servfail_are_logged_and_counted() {
 }
 
 #[test]
-fn cname_target_comes_from_the_next_plugin() {
+fn cname_target_is_looked_up_through_the_whole_server() {
     let srv = Server::start(
         ".:PORT {
     template IN ANY foogle.com {
@@ -280,12 +280,46 @@ fn cname_target_comes_from_the_next_plugin() {
 }
 ",
     );
-    // The second template is not consulted for the target: only plugins after *template*
-    // are (here there are none), so the answer is the CNAME alone, as CoreDNS gives when its
-    // upstream lookup finds nothing.
+    // The lookup of the target goes through the server again, so the second template (before
+    // which nothing follows the first) answers it, as in CoreDNS.
     for m in both(&srv, &query("foogle.com.", RecordType::A)) {
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(records(&m.answers), ["foogle.com. 60 IN CNAME google.com."]);
+        assert_eq!(
+            records(&m.answers),
+            [
+                "foogle.com. 60 IN CNAME google.com.",
+                "google.com. 30 IN A 192.0.2.80"
+            ]
+        );
+    }
+}
+
+/// The target lives in another server block of the same listener: found through the listener's
+/// zones, not through the plugins after *template*.
+#[test]
+fn cname_target_in_another_server_block() {
+    let srv = Server::start(
+        "foogle.test:PORT {
+    template IN A foogle.test {
+        answer \"{{ .Name }} 60 IN CNAME www.google.test.\"
+    }
+}
+google.test:PORT {
+    hosts {
+        192.0.2.80 www.google.test
+    }
+}
+",
+    );
+    for m in both(&srv, &query("mail.foogle.test.", RecordType::A)) {
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            records(&m.answers),
+            [
+                "mail.foogle.test. 60 IN CNAME www.google.test.",
+                "www.google.test. 3600 IN A 192.0.2.80"
+            ]
+        );
     }
 }
 

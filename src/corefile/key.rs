@@ -139,6 +139,16 @@ pub fn parse_key(key: &str) -> Result<Vec<ServerKey>, String> {
         .collect())
 }
 
+/// The zones a host names, as CoreDNS's `plugin.Host.NormalizeExact` gives them to plugins
+/// (`forward`'s FROM and `except`, the ZONES of `hosts`, `cache`, `acl`, ...): scheme and port
+/// dropped, a CIDR expanded into its reverse zones (several when the prefix is not on an octet
+/// or nibble boundary), anything else a lowercase FQDN. Empty when the host is not valid.
+pub fn normalize_exact(host: &str) -> Vec<String> {
+    parse_key(host)
+        .map(|keys| keys.into_iter().map(|k| k.zone).collect())
+        .unwrap_or_default()
+}
+
 /// Split off `:PORT`: the text after the last colon, when it is a number. Text after the last
 /// colon that is not a number belongs to the zone only in an IPv6 CIDR.
 fn split_port<'a>(s: &'a str, key: &str) -> Result<(&'a str, Option<u16>), String> {

@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use key::{Scheme, ServerKey, parse_key};
+pub use key::{Scheme, ServerKey, normalize_exact, parse_key};
 pub use parser::{parse_file, parse_str, parse_str_without_files};
 
 /// Where a token was read: the file (as the user named it, or `stdin`) and the 1-based line.

@@ -10,12 +10,15 @@
 //! allocation, and only a handler that really waits (`forward`) pays for a boxed future.
 
 pub mod fall;
+pub mod mnemonic;
+pub mod nets;
 pub mod observe;
 pub mod order;
 pub mod parse;
 pub mod request;
 pub mod response;
 pub mod setup;
+pub mod upstream;
 
 use std::fmt;
 use std::future::Future;

@@ -1,5 +1,8 @@
-//! Parsing the value forms that Corefile options share, with CoreDNS's (Go's) spelling.
+//! Parsing the value forms that Corefile options share, with CoreDNS's (Go's) spelling, and
+//! printing a duration back as Go does for log lines CoreDNS writes with `%v`; and the
+//! `host:port` of the HTTP endpoints (`health`, `ready`, `prometheus`) read as Go's `net.Listen`.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// A Go duration (`time.ParseDuration`): `300ms`, `1.5h`, `2h45m`, `10s`. Units: `ns`, `us`
@@ -50,6 +53,97 @@ pub fn seconds_or_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Go's `time.Duration.String()`: `1h2m3.5s`, `5m0s`, `1.5s`, `300ms`, `1.2µs`, `0s`.
+pub fn go_duration_string(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        let (digits, unit) = match nanos {
+            n if n < 1_000 => (0, "ns"),
+            n if n < 1_000_000 => (3, "µs"),
+            _ => (6, "ms"),
+        };
+        return format!("{}{unit}", fraction(nanos, digits));
+    }
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let mut s_part = fraction(secs % 60 * 1_000_000_000 + frac, 9);
+    s_part.push('s');
+    let mins = secs / 60;
+    if mins == 0 {
+        return s_part;
+    }
+    let hours = mins / 60;
+    if hours == 0 {
+        return format!("{}m{s_part}", mins % 60);
+    }
+    format!("{hours}h{}m{s_part}", mins % 60)
+}
+
+/// `v / 10^digits` with the fraction's trailing zeros (and a bare point) left out.
+fn fraction(v: u128, digits: u32) -> String {
+    let scale = 10u128.pow(digits);
+    let (whole, frac) = (v / scale, v % scale);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let mut f = format!("{frac:0width$}", width = digits as usize);
+    while f.ends_with('0') {
+        f.pop();
+    }
+    format!("{whole}.{f}")
+}
+
+/// Turn `host:port` into the address to listen on, as Go's `net.Listen` would: an empty host
+/// is every address, a name is resolved (first IPv4 address preferred, as Go does for
+/// `localhost`). Errors read as Go's `net.SplitHostPort` errors.
+pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    let (host, port) = split_host_port(text)?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("listen tcp: address {text}: invalid port"))?;
+    if host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("listen tcp: lookup {host}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen tcp: lookup {host}: no such host"))
+}
+
+/// Go's `net.SplitHostPort`.
+pub fn split_host_port(text: &str) -> Result<(&str, &str), String> {
+    let err = |why: &str| format!("address {text}: {why}");
+    let Some(colon) = text.rfind(':') else {
+        return Err(err("missing port in address"));
+    };
+    let (host, port) = (&text[..colon], &text[colon + 1..]);
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(err("missing ']' in address"));
+        };
+        return Ok((inner, port));
+    }
+    if host.contains(':') {
+        return Err(err("too many colons in address"));
+    }
+    if host.contains('[') || host.contains(']') || port.contains(']') {
+        return Err(err("unexpected '[' in address"));
+    }
+    Ok((host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +159,46 @@ mod tests {
             assert!(go_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(seconds_or_duration("30"), Ok(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(15), "15ns"),
+            (Duration::from_nanos(1500), "1.5µs"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_micros(2500), "2.5ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(300), "5m0s"),
+            (Duration::from_secs(3723), "1h2m3s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+        ] {
+            assert_eq!(go_duration_string(d), want);
+        }
+    }
+
+    #[test]
+    fn addresses_follow_go() {
+        for (text, want) in [
+            (":9153", Ok("[::]:9153")),
+            ("127.0.0.1:9253", Ok("127.0.0.1:9253")),
+            ("[::1]:9153", Ok("[::1]:9153")),
+            ("localhost:9153", Ok("127.0.0.1:9153")),
+            ("9153", Err("address 9153: missing port in address")),
+            (
+                "::1:9153",
+                Err("address ::1:9153: too many colons in address"),
+            ),
+            (
+                "[::1:9153",
+                Err("address [::1:9153: missing ']' in address"),
+            ),
+        ] {
+            let got = listen_addr(text).map(|a| a.to_string());
+            assert_eq!(got, want.map(String::from).map_err(String::from), "{text}");
+        }
     }
 }

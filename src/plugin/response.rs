@@ -13,6 +13,7 @@
 use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::RecordType;
 
 #[derive(Clone, Debug)]
 pub struct Response {
@@ -120,6 +121,87 @@ impl Response {
             },
         }
     }
+}
+
+/// CoreDNS's `response.Type`: what kind of answer this is. `cache` decides by it where an answer
+/// is cached and for how long; `log` filters on its class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    NoError,
+    NameError,
+    NoData,
+    Delegation,
+    ServerError,
+    OtherError,
+    Meta,
+    Update,
+}
+
+impl Kind {
+    /// Whether `cache` keeps this kind in its denial cache (SERVFAIL too, for `servfail`).
+    pub fn is_denial(self) -> bool {
+        matches!(self, Kind::NameError | Kind::NoData | Kind::ServerError)
+    }
+
+    /// Whether `cache` may keep this kind at all.
+    pub fn cacheable(self) -> bool {
+        !matches!(self, Kind::OtherError | Kind::Meta | Kind::Update)
+    }
+
+    /// CoreDNS's `response.Classify`.
+    pub fn class(self) -> Class {
+        match self {
+            Kind::NoError | Kind::Delegation => Class::Success,
+            Kind::NameError | Kind::NoData => Class::Denial,
+            _ => Class::Error,
+        }
+    }
+}
+
+/// `response.Typify`. `expired_sig` is whether the answer carries an RRSIG out of its validity
+/// period, which only counts when the client set DO.
+pub fn typify(m: &Message, do_bit: bool, expired_sig: bool) -> Kind {
+    match m.metadata.op_code {
+        OpCode::Update => return Kind::Update,
+        OpCode::Notify => return Kind::Meta,
+        _ => {}
+    }
+    if let Some(q) = m.queries.first()
+        && matches!(q.query_type, RecordType::AXFR | RecordType::IXFR)
+    {
+        return Kind::Meta;
+    }
+    if do_bit && expired_sig {
+        return Kind::OtherError;
+    }
+    let rcode = m.metadata.response_code;
+    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
+        return Kind::NoError;
+    }
+    let soa = m
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    let ns = m
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::NS);
+    match rcode {
+        ResponseCode::NoError if soa => Kind::NoData,
+        ResponseCode::NXDomain if soa => Kind::NameError,
+        ResponseCode::ServFail => Kind::ServerError,
+        ResponseCode::NoError if ns => Kind::Delegation,
+        ResponseCode::NoError => Kind::NoError,
+        _ => Kind::OtherError,
+    }
+}
+
+/// CoreDNS's `response.Class`, what `log`'s `class` filter names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Success,
+    Denial,
+    Error,
 }
 
 /// Wire-form bytes come from our own encoder, so this only fails on a bug; the client then gets

@@ -35,7 +35,7 @@ pub struct Setup<'a> {
     pub shared: &'a Arc<Shared>,
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
     /// The one occurrence of a plugin that may appear once per block (CoreDNS's `plugin.ErrOnce`).
     pub fn once(&self) -> Result<&Directive, SetupError> {
         match self.directives.as_slice() {
@@ -51,6 +51,32 @@ impl Setup<'_> {
         }
     }
 
+    /// The first occurrence, for plugins CoreDNS configures from the block's first line and
+    /// whose later lines change nothing (`any`, `bufsize`, `chaos`, `whoami`, ...).
+    pub fn first(&self) -> Result<&'a Directive, SetupError> {
+        self.directives.first().copied().ok_or_else(|| SetupError {
+            loc: None,
+            msg: "no directive".into(),
+        })
+    }
+
+    /// Check a directive that takes no arguments and no block (`any`, `minimal`, `whoami`),
+    /// reading its first line as CoreDNS does.
+    pub fn no_arguments(&self) -> Result<(), SetupError> {
+        let d = self.first()?;
+        if !d.args.is_empty() {
+            return Err(d.arg_err());
+        }
+        if !d.block.is_empty() {
+            // CoreDNS reads the `{` as an unexpected argument.
+            return Err(SetupError::at(
+                &d.loc,
+                "Wrong argument count or unexpected line ending after '{'",
+            ));
+        }
+        Ok(())
+    }
+
     /// A file path from the Corefile, relative to the `root` directory when not absolute.
     pub fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
@@ -62,12 +88,15 @@ impl Setup<'_> {
     }
 
     /// Origins from the directive's arguments, or the block's zones when there are none
-    /// (CoreDNS's `plugin.OriginsFromArgsOrServerBlock`).
+    /// (CoreDNS's `plugin.OriginsFromArgsOrServerBlock`): a CIDR argument stands for its reverse
+    /// zones, and an argument that is not a valid zone is dropped, as CoreDNS drops it.
     pub fn origins(&self, args: &[String]) -> Vec<String> {
         if args.is_empty() {
             return self.zones.clone();
         }
-        args.iter().map(|a| crate::dnsname::fqdn_lower(a)).collect()
+        args.iter()
+            .flat_map(|a| crate::corefile::normalize_exact(a))
+            .collect()
     }
 }
 
@@ -137,6 +166,8 @@ pub struct Shared {
     pub dns_port: std::sync::atomic::AtomicU16,
     /// `reload`'s check interval, jitter already applied; `None` when no block loads `reload`.
     pub reload: Mutex<Option<std::time::Duration>>,
+    /// The DNS listeners serving this configuration, for [`crate::plugin::upstream::Upstream`].
+    pub listeners: Arc<crate::plugin::upstream::Listeners>,
 }
 
 impl Shared {
@@ -149,6 +180,7 @@ impl Shared {
             lameduck: Mutex::new(std::time::Duration::ZERO),
             dns_port: std::sync::atomic::AtomicU16::new(53),
             reload: Mutex::new(None),
+            listeners: Arc::default(),
         })
     }
 
@@ -164,5 +196,32 @@ impl Shared {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_expand_cidrs_and_drop_what_is_no_zone() {
+        let shared = Shared::new(Arc::new(Metrics::new()));
+        let mut block = BlockConfig::default();
+        let s = Setup {
+            directives: Vec::new(),
+            keys: &[],
+            zones: vec!["example.org.".into()],
+            block: &mut block,
+            shared: &shared,
+        };
+        assert_eq!(s.origins(&[]), ["example.org."]);
+        let args: Vec<String> = ["Example.NET", "10.0.0.0/15", "a..b"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            s.origins(&args),
+            ["example.net.", "0.10.in-addr.arpa.", "1.10.in-addr.arpa."]
+        );
     }
 }

@@ -67,7 +67,22 @@ pub struct Listener {
     pub table: Arc<ZoneTable>,
 }
 
+/// The `server` label of CoreDNS's metrics for a listener: `dns://:53`, `dns://127.0.0.1:53`.
+/// Requests carry it too, which is how an upstream lookup finds the listener it came through.
+pub fn server_label(scheme: Scheme, addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("{}://:{}", scheme.as_str(), addr.port())
+    } else {
+        format!("{}://{}", scheme.as_str(), addr)
+    }
+}
+
 impl Listener {
+    /// The `server` label of the requests this listener receives.
+    pub fn label(&self) -> String {
+        server_label(self.scheme, self.addr)
+    }
+
     /// CoreDNS's start-up lines for this listener (`startUpZones`): one per zone, sorted,
     /// `ZONE:PORT`, with ` on IP` when bound to one address, and a warning before zones that do
     /// not follow RFC 1035's preferred syntax.
@@ -208,12 +223,7 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, port);
-                // The `server` label of CoreDNS's metrics: `dns://:53`, `dns://127.0.0.1:53`.
-                let label = if ip.is_unspecified() {
-                    format!("{}://:{port}", key.scheme.as_str())
-                } else {
-                    format!("{}://{}", key.scheme.as_str(), addr)
-                };
+                let label = server_label(key.scheme, addr);
                 let listener = listeners
                     .entry((key.scheme as u8, addr))
                     .or_insert_with(|| Listener {

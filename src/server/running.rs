@@ -110,8 +110,16 @@ impl Running {
             .iter()
             .map(|l| (l.addr, l.table.clone()))
             .collect();
+        // Upstream lookups of the new configuration go through the listener's table as it is
+        // when they run, so they are registered before any query can reach the new plugins.
+        let labels: BTreeMap<SocketAddr, String> = instance
+            .listeners
+            .iter()
+            .map(|l| (l.addr, l.label()))
+            .collect();
         for (addr, udp_socks, tcp_listener) in new_dns {
             let table = Arc::new(ArcSwap::new(tables[&addr].clone()));
+            instance.shared.listeners.register(&labels[&addr], &table);
             let (stop, stopped) = watch::channel(false);
             for s in udp_socks {
                 udp::spawn(s, table.clone(), stopped.clone())
@@ -130,6 +138,7 @@ impl Running {
         // Swap what is kept, stop what is gone.
         self.dns.retain(|addr, l| match tables.get(addr) {
             Some(t) => {
+                instance.shared.listeners.register(&labels[addr], &l.table);
                 l.table.store(t.clone());
                 true
             }

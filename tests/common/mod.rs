@@ -386,3 +386,33 @@ impl Server {
         }
     }
 }
+
+/// `owner ttl TYPE rdata` of every answer record, for comparing whole answers in one assert.
+pub fn answer_lines(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|rr| format!("{} {} {} {}", rr.name, rr.ttl, rr.record_type(), rr.data))
+        .collect()
+}
+
+/// Ask `name`/`qtype` of `srv` from `client` (an IPv4 loopback address such as "127.0.0.2", or
+/// "::1") over `proto` ("udp" or "tcp"); panics when no answer comes.
+pub fn ask_from(srv: &Server, client: &str, proto: &str, name: &str, qtype: RecordType) -> Message {
+    let v6 = client.contains(':');
+    let server: SocketAddr = if v6 {
+        format!("[::1]:{}", srv.port).parse().unwrap()
+    } else {
+        srv.addr()
+    };
+    let local: SocketAddr = if v6 {
+        "[::1]:0".parse().unwrap()
+    } else {
+        format!("{client}:0").parse().unwrap()
+    };
+    let q = query(name, qtype);
+    let m = match proto {
+        "udp" => udp_exchange_from(&local.to_string(), server, &q),
+        _ => tcp_exchange_from(local, server, &q, Duration::from_secs(2)),
+    };
+    m.unwrap_or_else(|| panic!("no {proto} answer from {client} for {name} {qtype}"))
+}

@@ -1,7 +1,6 @@
 //! `acl`: lets queries through, refuses them, answers them empty, or drops them, by the client's
 //! address and the query type. See README.md.
 
-mod nets;
 mod qtype;
 
 use std::net::IpAddr;
@@ -15,9 +14,9 @@ use prometheus_client::metrics::family::Family;
 
 use crate::corefile::Directive;
 use crate::dnsname::is_subdomain;
+use crate::plugin::nets::{NetSet, parse_cidr};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Plugin, Request, Response, Served};
-use nets::{NetSet, parse_cidr};
 
 /// RFC 8914 Extended DNS Error: option code, and the info codes `acl` sends.
 const EDE_OPTION: u16 = 15;

@@ -14,20 +14,7 @@ const TTL: u32 = 8482;
 pub struct Any;
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
-    // CoreDNS reads only the first `any` line of a block; later ones change nothing either way.
-    let Some(&d) = c.directives.first() else {
-        return c.once().map(|_| None);
-    };
-    if !d.args.is_empty() {
-        return Err(d.arg_err());
-    }
-    if !d.block.is_empty() {
-        // CoreDNS reads the `{` as an unexpected argument.
-        return Err(crate::corefile::Error::at(
-            &d.loc,
-            "Wrong argument count or unexpected line ending after '{'",
-        ));
-    }
+    c.no_arguments()?;
     Ok(Some(Arc::new(Any)))
 }
 

@@ -16,9 +16,7 @@ pub struct Bufsize {
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     // CoreDNS uses the first `bufsize` line of a block and ignores any later one.
-    let Some(&d) = c.directives.first() else {
-        return c.once().map(|_| None);
-    };
+    let d = c.first()?;
     // CoreDNS wraps this error in `plugin/bufsize: ` twice; the server adds the outer one.
     let arg_err = || Error {
         loc: None,

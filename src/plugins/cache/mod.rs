@@ -25,12 +25,12 @@ use hickory_proto::op::ResponseCode;
 use tokio::sync::watch;
 
 use crate::dnsname::longest_match;
+use crate::plugin::response::{Kind, typify};
 use crate::plugin::setup::{Setup, SetupResult};
 use crate::plugin::{Next, Outcome, Plugin, Proto, Request, Response, Served};
 use metrics::{CacheMetrics, Handles, ServerMetrics};
 pub use setup::Config;
 use store::{Class, Entry, Store};
-use wire::Kind;
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     let cfg = setup::parse(c)?;
@@ -257,7 +257,9 @@ impl Drop for Flight<'_> {
             flights.remove(&self.key);
             self.inner.flight_count.fetch_sub(1, Ordering::AcqRel);
         }
-        let _ = &self.tx;
+        // `tx` drops after this, with the flight already gone from the map: a waiter that sees
+        // the channel close without an answer and asks upstream itself starts a new flight
+        // rather than finding this dead one.
     }
 }
 
@@ -410,7 +412,7 @@ impl Inner {
             true => None,
         };
         let layout = encoded.as_deref().and_then(|w| wire::layout(w, unix));
-        let kind = wire::typify(&m, do_bit, layout.as_ref().is_some_and(|l| l.expired_sig));
+        let kind = typify(&m, do_bit, layout.as_ref().is_some_and(|l| l.expired_sig));
         let duration = self.duration(kind, wire::minimal_ttl(&m, kind));
         let ttl = duration.as_secs().min(u32::MAX as u64) as u32;
 

@@ -1,14 +1,15 @@
 //! The cached answer on the wire: where its TTLs are, how a hit is made from it for one client,
-//! and the response classification CoreDNS's `response.Typify` and `dnsutil.MinimalTTL` make.
+//! and the TTL CoreDNS's `dnsutil.MinimalTTL` gives it.
 //!
 //! Why bytes and not a `Message`: a hit must cost a copy and a few patches, never an encode.
 //! The answer is encoded once when it is stored; [`Layout`] records the offset of every TTL so a
 //! hit writes the remaining TTL in place.
 
-use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RData;
 
 use crate::plugin::Request;
+use crate::plugin::response::Kind;
 
 const HEADER: usize = 12;
 const TYPE_OPT: u16 = 41;
@@ -121,68 +122,6 @@ pub fn copy_qname(wire: &mut [u8], qname_end: usize, req: &Request) {
         }
         wire[pos + 1..end].copy_from_slice(label);
         pos = end;
-    }
-}
-
-/// CoreDNS's `response.Type`: what kind of answer this is, which decides where it is cached and
-/// for how long.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    NoError,
-    NameError,
-    NoData,
-    Delegation,
-    ServerError,
-    OtherError,
-    Meta,
-    Update,
-}
-
-impl Kind {
-    pub fn is_denial(self) -> bool {
-        matches!(self, Kind::NameError | Kind::NoData | Kind::ServerError)
-    }
-
-    pub fn cacheable(self) -> bool {
-        !matches!(self, Kind::OtherError | Kind::Meta | Kind::Update)
-    }
-}
-
-/// `response.Typify`. `expired_sig` is whether the answer carries an RRSIG out of its validity
-/// period, which only counts when the client set DO.
-pub fn typify(m: &Message, do_bit: bool, expired_sig: bool) -> Kind {
-    match m.metadata.op_code {
-        OpCode::Update => return Kind::Update,
-        OpCode::Notify => return Kind::Meta,
-        _ => {}
-    }
-    if let Some(q) = m.queries.first()
-        && matches!(q.query_type, RecordType::AXFR | RecordType::IXFR)
-    {
-        return Kind::Meta;
-    }
-    if do_bit && expired_sig {
-        return Kind::OtherError;
-    }
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return Kind::NoError;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => Kind::NoData,
-        ResponseCode::NXDomain if soa => Kind::NameError,
-        ResponseCode::ServFail => Kind::ServerError,
-        ResponseCode::NoError if ns => Kind::Delegation,
-        ResponseCode::NoError => Kind::NoError,
-        _ => Kind::OtherError,
     }
 }
 

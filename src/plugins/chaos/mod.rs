@@ -22,9 +22,7 @@ pub struct Chaos {
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     // CoreDNS reads the first `chaos` line of a block only.
-    let Some(&d) = c.directives.first() else {
-        return c.once().map(|_| None);
-    };
+    let d = c.first()?;
     if let Some(line) = d.block.first() {
         return Err(Directive::unknown_property(line));
     }

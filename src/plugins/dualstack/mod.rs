@@ -14,8 +14,7 @@
 //! the rest of the chain once, through `dns64` and `cache` (see the order in
 //! `src/plugin/order.rs`).
 
-mod nets;
-
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
@@ -25,10 +24,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::corefile::Directive;
+use crate::plugin::nets::{NetSet, parse_cidr};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Next, Outcome, Plugin, Request, Response, Served};
 use crate::plugins::dns64::{negative_ttl, with_qtype};
-use nets::NetSet;
 
 const NAME: &str = "dualstack";
 
@@ -63,8 +62,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         return Err(d.arg_err());
     }
     let mut aaaa_failure = false;
-    let mut filter_aaaa: Option<NetSet> = None;
-    let mut filter_a: Option<NetSet> = None;
+    let mut filter_aaaa: Option<Vec<(IpAddr, u8)>> = None;
+    let mut filter_a: Option<Vec<(IpAddr, u8)>> = None;
     for line in &d.block {
         match line.name.as_str() {
             "aaaa_failure" => match line.arg_strs().as_slice() {
@@ -76,8 +75,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
                 }
                 _ => return Err(line.arg_err()),
             },
-            "filter_aaaa" => networks(line, filter_aaaa.get_or_insert_with(NetSet::default))?,
-            "filter_a" => networks(line, filter_a.get_or_insert_with(NetSet::default))?,
+            "filter_aaaa" => networks(line, filter_aaaa.get_or_insert_with(Vec::new))?,
+            "filter_a" => networks(line, filter_a.get_or_insert_with(Vec::new))?,
             _ => return Err(Directive::unknown_property(line)),
         }
     }
@@ -105,21 +104,21 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     });
     Ok(Some(Arc::new(Dualstack {
         aaaa_failure,
-        filter_aaaa,
-        filter_a,
+        filter_aaaa: filter_aaaa.map(|nets| NetSet::from_networks(&nets)),
+        filter_a: filter_a.map(|nets| NetSet::from_networks(&nets)),
         metrics,
     })))
 }
 
 /// `filter_aaaa NET...` / `filter_a NET...`: addresses or CIDR networks of either family.
-fn networks(line: &Directive, into: &mut NetSet) -> Result<(), SetupError> {
+fn networks(line: &Directive, into: &mut Vec<(IpAddr, u8)>) -> Result<(), SetupError> {
     if line.args.is_empty() {
         return Err(line.arg_err());
     }
     for word in line.arg_strs() {
-        if !into.add(word) {
-            return Err(line.err(format!("illegal CIDR notation {word:?}")));
-        }
+        let net =
+            parse_cidr(word).ok_or_else(|| line.err(format!("illegal CIDR notation {word:?}")))?;
+        into.push(net);
     }
     Ok(())
 }
@@ -151,8 +150,13 @@ fn soa_of(m: &Message) -> Option<Record> {
     Some(soa)
 }
 
-fn is_alias(rr: &Record) -> bool {
-    matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME)
+/// The CNAME and DNAME records of an answer: the chain a NODATA keeps.
+fn aliases(m: &Message) -> Vec<Record> {
+    m.answers
+        .iter()
+        .filter(|rr| matches!(rr.record_type(), RecordType::CNAME | RecordType::DNAME))
+        .cloned()
+        .collect()
 }
 
 /// NODATA for `req`: the alias chain that leads to the name (the same for every type), an SOA
@@ -197,13 +201,7 @@ impl Dualstack {
             let m = aaaa.message();
             if has(m, RecordType::AAAA) {
                 self.count_filtered(req, "A");
-                let aliases = m
-                    .answers
-                    .iter()
-                    .filter(|rr| is_alias(rr))
-                    .cloned()
-                    .collect();
-                return Ok(nodata(req, aliases, None, m));
+                return Ok(nodata(req, aliases(m), None, m));
             }
         }
         next.serve(req).await
@@ -237,13 +235,7 @@ impl Dualstack {
                 .ok()
                 .and_then(|r| soa_of(r.message()))
                 .or_else(|| soa_of(&a));
-            let aliases = a
-                .answers
-                .iter()
-                .filter(|rr| is_alias(rr))
-                .cloned()
-                .collect();
-            return Ok(nodata(req, aliases, soa, &a));
+            return Ok(nodata(req, aliases(&a), soa, &a));
         }
         self.count_filtered(req, "AAAA");
         let soa = soa_of(&a);
@@ -252,13 +244,7 @@ impl Dualstack {
             return outcome;
         };
         let m = resp.message();
-        let aliases = m
-            .answers
-            .iter()
-            .filter(|rr| is_alias(rr))
-            .cloned()
-            .collect();
-        Ok(nodata(req, aliases, soa, m))
+        Ok(nodata(req, aliases(m), soa, m))
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::corefile::Directive;
+use crate::plugin::mnemonic::type_name;
+use crate::plugin::parse::go_duration_string;
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Plugin, Request, Served};
 
@@ -223,57 +225,6 @@ impl Plugin for Errors {
             outcome
         })
     }
-}
-
-/// A query type as miekg/dns prints it: its mnemonic, or `TYPE<n>` when it has none.
-pub fn type_name(t: hickory_proto::rr::RecordType) -> std::borrow::Cow<'static, str> {
-    match t {
-        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}").into(),
-        known => <&'static str>::from(known).into(),
-    }
-}
-
-/// Go's `time.Duration.String()`: `1h2m3.5s`, `5m0s`, `1.5s`, `300ms`, `1.2µs`, `0s`.
-pub fn go_duration_string(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000_000_000 {
-        let (digits, unit) = match nanos {
-            n if n < 1_000 => (0, "ns"),
-            n if n < 1_000_000 => (3, "µs"),
-            _ => (6, "ms"),
-        };
-        return format!("{}{unit}", fraction(nanos, digits));
-    }
-    let secs = nanos / 1_000_000_000;
-    let frac = nanos % 1_000_000_000;
-    let mut s_part = fraction(secs % 60 * 1_000_000_000 + frac, 9);
-    s_part.push('s');
-    let mins = secs / 60;
-    if mins == 0 {
-        return s_part;
-    }
-    let hours = mins / 60;
-    if hours == 0 {
-        return format!("{}m{s_part}", mins % 60);
-    }
-    format!("{hours}h{}m{s_part}", mins % 60)
-}
-
-/// `v / 10^digits` with the fraction's trailing zeros (and a bare point) left out.
-fn fraction(v: u128, digits: u32) -> String {
-    let scale = 10u128.pow(digits);
-    let (whole, frac) = (v / scale, v % scale);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let mut f = format!("{frac:0width$}", width = digits as usize);
-    while f.ends_with('0') {
-        f.pop();
-    }
-    format!("{whole}.{f}")
 }
 
 #[cfg(test)]

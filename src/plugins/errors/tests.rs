@@ -170,21 +170,3 @@ fn show_first_logs_the_first_at_the_pattern_level() {
         Some("plugin/errors: 2 errors like 'timeout' occurred in last 30s")
     );
 }
-
-#[test]
-fn durations_print_as_go_prints_them() {
-    for (d, want) in [
-        (Duration::ZERO, "0s"),
-        (Duration::from_nanos(15), "15ns"),
-        (Duration::from_nanos(1500), "1.5µs"),
-        (Duration::from_millis(100), "100ms"),
-        (Duration::from_micros(2500), "2.5ms"),
-        (Duration::from_secs(30), "30s"),
-        (Duration::from_millis(1500), "1.5s"),
-        (Duration::from_secs(300), "5m0s"),
-        (Duration::from_secs(3723), "1h2m3s"),
-        (Duration::from_secs(3600), "1h0m0s"),
-    ] {
-        assert_eq!(go_duration_string(d), want);
-    }
-}

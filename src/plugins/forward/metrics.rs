@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::metrics::Metrics;
+use crate::plugin::mnemonic::rcode_or_number;
 
 pub type Labels = Vec<(&'static str, String)>;
 
@@ -132,7 +133,7 @@ impl UpstreamMetrics {
             .get_or_create(&vec![
                 ("proxy_name", "forward".into()),
                 ("to", self.to.clone()),
-                ("rcode", rcode_name(rcode)),
+                ("rcode", rcode_or_number(rcode).into_owned()),
             ])
             .clone()
     }
@@ -145,31 +146,4 @@ impl UpstreamMetrics {
             self.misses[proto].inc();
         }
     }
-}
-
-/// miekg/dns's `RcodeToString`, or the number for codes it has no name for.
-pub fn rcode_name(rcode: u16) -> String {
-    let name = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        other => return other.to_string(),
-    };
-    name.to_string()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::Name;
 
-use crate::corefile::{Directive, Error};
+use crate::corefile::{Directive, Error, normalize_exact};
 use crate::dnsname::fqdn_lower;
 use crate::plugin::parse::go_duration;
 
@@ -164,47 +164,10 @@ pub fn parse_stanza(d: &Directive, root: &Path) -> Result<Config, Error> {
     Ok(cfg)
 }
 
-/// FROM as a zone: a name, or a CIDR that becomes its reverse zone (only the first zone of a
-/// CIDR that spans several, as CoreDNS does).
+/// FROM as a zone: a name, or a CIDR's first reverse zone (CoreDNS takes
+/// `NormalizeExact()[0]`, so `10.0.0.0/15` is `0.10.in-addr.arpa.` only).
 fn normalize_from(text: &str) -> Option<String> {
-    let text = text
-        .strip_prefix("dns://")
-        .unwrap_or(text)
-        .trim_end_matches(":53");
-    if let Some((net, bits)) = text.split_once('/')
-        && let (Ok(ip), Ok(bits)) = (net.parse::<IpAddr>(), bits.parse::<u8>())
-    {
-        return Some(reverse_zone(ip, bits));
-    }
-    if text.is_empty() {
-        return None;
-    }
-    Some(fqdn_lower(text))
-}
-
-/// The reverse zone that holds `ip/bits`, rounded down to an octet (IPv4) or nibble (IPv6).
-fn reverse_zone(ip: IpAddr, bits: u8) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let octets = v4.octets();
-            let n = (bits.min(32) / 8) as usize;
-            let mut s: String = octets[..n].iter().rev().map(|o| format!("{o}.")).collect();
-            s.push_str("in-addr.arpa.");
-            s
-        }
-        IpAddr::V6(v6) => {
-            let octets = v6.octets();
-            let n = (bits.min(128) / 4) as usize;
-            let nibbles: Vec<u8> = octets.iter().flat_map(|o| [o >> 4, o & 0x0f]).collect();
-            let mut s: String = nibbles[..n]
-                .iter()
-                .rev()
-                .map(|x| format!("{x:x}."))
-                .collect();
-            s.push_str("ip6.arpa.");
-            s
-        }
-    }
+    normalize_exact(text).into_iter().next()
 }
 
 /// `host_port_or_file` of CoreDNS: an address (with optional scheme and port) stays as written;
@@ -348,31 +311,9 @@ fn duration(line: &Directive, text: &str, what: &str) -> Result<Duration, Error>
     go_duration(text).map_err(|e| line.err(e))
 }
 
-/// miekg/dns's `StringToRcode`, case-insensitive.
+/// miekg/dns's `StringToRcode`, case-insensitive, as CoreDNS reads `next` and `failover`.
 pub fn parse_rcode(text: &str) -> Option<ResponseCode> {
-    let code: u16 = match text.to_ascii_uppercase().as_str() {
-        "NOERROR" => 0,
-        "FORMERR" => 1,
-        "SERVFAIL" => 2,
-        "NXDOMAIN" => 3,
-        "NOTIMP" => 4,
-        "REFUSED" => 5,
-        "YXDOMAIN" => 6,
-        "YXRRSET" => 7,
-        "NXRRSET" => 8,
-        "NOTAUTH" => 9,
-        "NOTZONE" => 10,
-        "BADSIG" | "BADVERS" => 16,
-        "BADKEY" => 17,
-        "BADTIME" => 18,
-        "BADMODE" => 19,
-        "BADNAME" => 20,
-        "BADALG" => 21,
-        "BADTRUNC" => 22,
-        "BADCOOKIE" => 23,
-        _ => return None,
-    };
-    Some(<ResponseCode as From<u16>>::from(code))
+    crate::plugin::mnemonic::rcode_from_name(text).map(<ResponseCode as From<u16>>::from)
 }
 
 fn rcodes(line: &Directive, failover: bool) -> Result<Vec<ResponseCode>, Error> {
@@ -400,10 +341,14 @@ fn parse_option(line: &Directive, cfg: &mut Config, root: &Path) -> Result<(), E
             if line.args.is_empty() {
                 return Err(line.arg_err());
             }
+            // Every zone of a CIDR, as CoreDNS appends all of `NormalizeExact`. CoreDNS skips a
+            // word that is no zone; ferrodns says so instead of ignoring a typo.
             for t in &line.args {
-                let zone = normalize_from(&t.text)
-                    .ok_or_else(|| line.err_at(t, format!("unable to normalize '{}'", t.text)))?;
-                cfg.except.push(zone);
+                let zones = normalize_exact(&t.text);
+                if zones.is_empty() {
+                    return Err(line.err_at(t, format!("unable to normalize '{}'", t.text)));
+                }
+                cfg.except.extend(zones);
             }
         }
         "max_fails" => cfg.max_fails = parse_u32(line, one_arg(line)?)?,
@@ -618,6 +563,17 @@ mod tests {
         assert_eq!(
             parse("forward 192.168.1.0/24 1.1.1.1").unwrap().from,
             "1.168.192.in-addr.arpa."
+        );
+        // Off an octet boundary: the first of the reverse zones, not the enclosing one.
+        assert_eq!(
+            parse("forward 10.0.0.0/15 1.1.1.1").unwrap().from,
+            "0.10.in-addr.arpa."
+        );
+        assert_eq!(
+            parse("forward . 1.1.1.1 {\nexcept 10.0.0.0/15 Example.ORG\n}")
+                .unwrap()
+                .except,
+            ["0.10.in-addr.arpa.", "1.10.in-addr.arpa.", "example.org."]
         );
     }
 

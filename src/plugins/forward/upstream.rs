@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
@@ -471,11 +471,7 @@ impl Upstream {
             .map_err(|_| format!("read tcp {}: i/o timeout", self.addr))?
             .map_err(|e| format!("read tcp {}: {e}", self.addr))?
         } else {
-            let bind: SocketAddr = if self.addr.is_ipv4() {
-                "0.0.0.0:0".parse().expect("literal")
-            } else {
-                "[::]:0".parse().expect("literal")
-            };
+            let bind = any_port_for(self.addr);
             let sock = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
             sock.connect(self.addr).await.map_err(|e| e.to_string())?;
             sock.send(&wire)
@@ -555,11 +551,7 @@ impl UdpPool {
         let (stop, _) = watch::channel(());
         let mut slots = Vec::with_capacity(UDP_SOCKETS);
         for _ in 0..UDP_SOCKETS {
-            let bind: SocketAddr = if addr.is_ipv4() {
-                "0.0.0.0:0".parse().expect("literal")
-            } else {
-                "[::]:0".parse().expect("literal")
-            };
+            let bind = any_port_for(addr);
             let std = std::net::UdpSocket::bind(bind)?;
             // Connected: the kernel drops datagrams from any other address and port.
             std.connect(addr)?;
@@ -677,6 +669,16 @@ impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Upstream({})", self.label)
     }
+}
+
+/// The wildcard address of `upstream`'s family with port 0: where a socket to it binds.
+fn any_port_for(upstream: SocketAddr) -> SocketAddr {
+    let ip = if upstream.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    SocketAddr::new(ip, 0)
 }
 
 #[cfg(test)]

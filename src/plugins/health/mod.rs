@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+use crate::plugin::parse::listen_addr;
 use crate::plugin::setup::{HttpReply, Setup, SetupResult};
 use crate::plugins::prometheus::histogram::Histogram;
-use crate::plugins::prometheus::listen_addr;
 
 const DEFAULT_ADDR: &str = ":8080";
 
@@ -106,6 +106,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         addr,
         "/health",
         Arc::new(move || {
+            // Captured only to own the endpoint: the self-check task holds a `Weak` to it, so
+            // the task lives exactly as long as this route (until a reload replaces it).
             let _ = &route;
             HttpReply {
                 status: 200,
@@ -143,7 +145,7 @@ async fn self_check(endpoint: Weak<Endpoint>) {
                     crate::warning!(
                         "plugin/health: Local health request to \"{}\" took more than 1s: {}",
                         ep.url,
-                        crate::plugins::errors::go_duration_string(elapsed)
+                        crate::plugin::parse::go_duration_string(elapsed)
                     );
                 }
             }

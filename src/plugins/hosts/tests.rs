@@ -1,17 +1,16 @@
 //! Table-driven tests: a Corefile, a question, and what the plugin must answer.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::*;
-use crate::corefile::{parse_key, parse_str};
 use crate::metrics::Metrics;
-use crate::plugin::setup::{BlockConfig, Shared};
+use crate::plugin::setup::Shared;
 use crate::plugin::{Outcome, Proto};
+use crate::plugins::whoami::testkit;
 
 /// The stand-in for the rest of the chain: answers NOERROR, signed "next".
 struct NextPlugin;
@@ -26,30 +25,12 @@ impl Plugin for NextPlugin {
 }
 
 fn build_with(corefile: &str, shared: &Arc<Shared>) -> Result<Arc<dyn Plugin>, String> {
-    let cf = parse_str("Corefile", corefile, Path::new(".")).map_err(|e| e.to_string())?;
-    let block = &cf.blocks[0];
-    let keys: Vec<_> = block
-        .keys
-        .iter()
-        .flat_map(|k| parse_key(&k.text).unwrap())
-        .collect();
-    let mut zones: Vec<String> = Vec::new();
-    for k in &keys {
-        if !zones.contains(&k.zone) {
-            zones.push(k.zone.clone());
-        }
-    }
-    let mut cfg = BlockConfig::default();
-    let mut s = Setup {
-        directives: block.directives.iter().filter(|d| d.name == NAME).collect(),
-        keys: &keys,
-        zones,
-        block: &mut cfg,
-        shared,
-    };
-    setup(&mut s)
-        .map(|p| p.expect("hosts has a handler"))
-        .map_err(|e| e.to_string())
+    // The cases below expect the error as setup returns it, before the server names the plugin.
+    let built = testkit::setup_shared(setup, NAME, corefile, shared).map_err(|e| {
+        e.strip_prefix("plugin/hosts: ")
+            .map_or(e.clone(), str::to_string)
+    })?;
+    Ok(built.handler.expect("hosts has a handler"))
 }
 
 fn build(corefile: &str) -> Result<Arc<dyn Plugin>, String> {

@@ -8,15 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::corefile::Directive;
 use crate::dnsname::{fqdn_lower, is_subdomain};
+use crate::plugin::mnemonic::{class_name, rcode_or_number, type_name};
+use crate::plugin::response::{Class, typify};
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
-use crate::plugins::errors::type_name;
-use crate::plugins::prometheus::rcode_name;
 
 /// CoreDNS's Common Log Format.
 pub const COMMON: &str = "{remote}:{port} - {>id} \"{type} {class} {name} {proto} {size} {>do} {>bufsize}\" {rcode} {>rflags} {rsize} {duration}";
@@ -217,7 +216,7 @@ impl Plugin for Log {
         next.serve(req).map(move |outcome| {
             let elapsed = start.elapsed();
             let wanted = rule.classes & ALL != 0
-                || rule.classes & class(req, &outcome) != 0
+                || rule.classes & class(&outcome) != 0
                 || (!rule.min_duration.is_zero() && elapsed > rule.min_duration);
             if wanted {
                 let line = render(&rule.format, req, &outcome, elapsed);
@@ -233,6 +232,8 @@ struct Answer<'m> {
     rcode: Option<u16>,
     flags: Option<Flags>,
     msg: Option<&'m Message>,
+    /// The length of a pre-encoded answer (a cache hit), which needs no encode to measure.
+    wire_len: Option<usize>,
 }
 
 #[derive(Clone, Copy)]
@@ -258,21 +259,46 @@ impl Flags {
             cd: m.checking_disabled,
         }
     }
+
+    /// The flags of a DNS header's third and fourth octets.
+    fn of_header(b2: u8, b3: u8) -> Self {
+        Flags {
+            qr: b2 & 0x80 != 0,
+            aa: b2 & 0x04 != 0,
+            tc: b2 & 0x02 != 0,
+            rd: b2 & 0x01 != 0,
+            ra: b3 & 0x80 != 0,
+            ad: b3 & 0x20 != 0,
+            cd: b3 & 0x10 != 0,
+        }
+    }
 }
 
 /// A failure the server answers is logged as the reply the server writes for it (CoreDNS
 /// synthesizes that reply in `log` too); a dropped query has no answer: `-`.
 fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
     match outcome {
-        Ok(resp) => Answer {
-            rcode: Some(u16::from(resp.rcode())),
-            flags: Some(Flags::of(&resp.message().metadata)),
-            msg: Some(resp.message()),
+        // A pre-encoded answer (a cache hit) is read from its bytes: logging it must not cost a
+        // parse and an encode. The server only changes its ID and adds the client's OPT.
+        Ok(resp) => match resp.wire() {
+            Some(wire @ &[_, _, b2, b3, ..]) => Answer {
+                rcode: Some(u16::from(resp.rcode())),
+                flags: Some(Flags::of_header(b2, b3)),
+                msg: None,
+                wire_len: Some(wire.len()),
+            },
+            _ => Answer {
+                rcode: Some(u16::from(resp.rcode())),
+                flags: Some(Flags::of(&resp.message().metadata)),
+                msg: Some(resp.message()),
+                wire_len: None,
+            },
         },
         Err(Failure { reply: false, .. }) => Answer {
             rcode: None,
             flags: None,
             msg: None,
+            wire_len: None,
         },
         Err(f) => Answer {
             rcode: Some(u16::from(f.rcode)),
@@ -286,37 +312,22 @@ fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
                 cd: req.msg.metadata.checking_disabled,
             }),
             msg: None,
+            wire_len: None,
         },
     }
 }
 
-/// CoreDNS's `response.Typify` + `Classify`, reduced to the class `log` filters on.
-fn class(req: &Request, outcome: &Outcome) -> u8 {
+/// CoreDNS's `response.Typify` + `Classify`, as the bit `log`'s class filter tests. CoreDNS
+/// also counts an answer with an expired RRSIG as an error; ferrodns does not check signature
+/// times here.
+fn class(outcome: &Outcome) -> u8 {
     let Ok(resp) = outcome else {
         return ERROR;
     };
-    let m = resp.message();
-    let rcode = resp.rcode();
-    if matches!(req.qtype(), RecordType::AXFR | RecordType::IXFR) {
-        return ERROR;
-    }
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return SUCCESS;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => DENIAL,
-        ResponseCode::NXDomain if soa => DENIAL,
-        ResponseCode::NoError if ns => SUCCESS,
-        ResponseCode::NoError => SUCCESS,
-        _ => ERROR,
+    match typify(resp.message(), false, false).class() {
+        Class::Success => SUCCESS,
+        Class::Denial => DENIAL,
+        Class::Error => ERROR,
     }
 }
 
@@ -346,17 +357,6 @@ fn push_addr(out: &mut String, ip: IpAddr) {
         IpAddr::V6(v6) => {
             let _ = write!(out, "[{v6}]");
         }
-    }
-}
-
-fn class_name(c: DNSClass) -> std::borrow::Cow<'static, str> {
-    match c {
-        DNSClass::IN => "IN".into(),
-        DNSClass::CH => "CH".into(),
-        DNSClass::HS => "HS".into(),
-        DNSClass::NONE => "NONE".into(),
-        DNSClass::ANY => "ANY".into(),
-        other => format!("CLASS{}", u16::from(other)).into(),
     }
 }
 
@@ -400,13 +400,15 @@ fn render(format: &[Part], req: &Request, outcome: &Outcome, elapsed: Duration) 
                 let _ = write!(out, "{}", req.size());
             }
             Part::Rcode => match ans.rcode {
-                Some(rc) => out.push_str(&rcode_name(rc)),
+                // CoreDNS's replacer: the name, or the bare number.
+                Some(rc) => out.push_str(&rcode_or_number(rc)),
                 None => out.push('-'),
             },
             Part::Rsize => {
-                let len = match (ans.msg, outcome) {
-                    (Some(m), _) => encoded_len(m),
-                    (None, Err(f)) if f.reply => failure_len(req, f.rcode),
+                let len = match (ans.wire_len, ans.msg, outcome) {
+                    (Some(n), _, _) => n,
+                    (None, Some(m), _) => encoded_len(m),
+                    (None, None, Err(f)) if f.reply => failure_len(req, f.rcode),
                     _ => 0,
                 };
                 let _ = write!(out, "{len}");

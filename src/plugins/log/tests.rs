@@ -2,7 +2,7 @@ use super::*;
 use crate::plugin::{Proto, Response};
 use hickory_proto::op::{Edns, Query};
 use hickory_proto::rr::rdata::{A, SOA};
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 fn request(
     name: &str,
@@ -108,6 +108,28 @@ fn common_log_format_matches_coredns() {
     assert_eq!(line, "- - 0");
 }
 
+/// A cache hit reaches `log` pre-encoded; its line must read as the parsed answer's would.
+#[test]
+fn a_pre_encoded_answer_logs_as_its_message_would() {
+    let req = request(
+        "example.org.",
+        RecordType::A,
+        "127.0.0.1:1053",
+        Proto::Udp,
+        None,
+    );
+    let mut m = answer_a(&req).unwrap().into_message();
+    m.edns = None;
+    m.metadata.authoritative = true;
+    m.metadata.checking_disabled = true;
+    let parsed: Outcome = Ok(Response::new(m.clone(), "test"));
+    let wire: Outcome = Ok(Response::from_wire(m.to_vec().unwrap(), "cache"));
+    let format = parse_format("{rcode} {>rflags} {rsize}");
+    let want = render(&format, &req, &parsed, Duration::ZERO);
+    assert!(want.starts_with("NOERROR qr,aa,rd,ra,ad,cd "), "{want}");
+    assert_eq!(render(&format, &req, &wire, Duration::ZERO), want);
+}
+
 #[test]
 fn placeholders_and_literals() {
     let req = request(
@@ -163,7 +185,7 @@ fn responses_are_classed_as_coredns_classes_them() {
         (Ok(Response::new(req.reply(), "t")), SUCCESS),
         (Err(Failure::new(ResponseCode::ServFail)), ERROR),
     ] {
-        assert_eq!(class(&req, &outcome), want);
+        assert_eq!(class(&outcome), want);
     }
 }
 

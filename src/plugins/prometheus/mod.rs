@@ -9,7 +9,6 @@
 pub mod histogram;
 pub mod process;
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -74,33 +73,12 @@ fn type_index(qtype: RecordType) -> Option<usize> {
     MONITORED_TYPES.iter().position(|t| *t == qtype)
 }
 
-/// An rcode as CoreDNS names it (miekg/dns `RcodeToString`, else `RCODE<n>`). 16 is BADSIG
-/// there, not BADVERS: the two share a value and miekg's table keeps BADSIG.
+/// An rcode as CoreDNS's `rcode.ToString` names it: miekg/dns's name, else `RCODE<n>`.
 pub fn rcode_name(rcode: u16) -> std::borrow::Cow<'static, str> {
-    let name = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        11 => "DSOTYPENI",
-        16 => "BADSIG",
-        17 => "BADKEY",
-        18 => "BADTIME",
-        19 => "BADMODE",
-        20 => "BADNAME",
-        21 => "BADALG",
-        22 => "BADTRUNC",
-        23 => "BADCOOKIE",
-        n => return format!("RCODE{n}").into(),
-    };
-    name.into()
+    match crate::plugin::mnemonic::rcode_name(rcode) {
+        Some(name) => name.into(),
+        None => format!("RCODE{rcode}").into(),
+    }
 }
 
 // Label sets, with fields in alphabetical order: Go's client writes labels sorted by name, so
@@ -264,57 +242,6 @@ impl DnsMetrics {
     }
 }
 
-/// Turn `host:port` into the address to listen on, as Go's `net.Listen` would: an empty host
-/// is every address, a name is resolved (first IPv4 address preferred, as Go does for
-/// `localhost`). Errors read as Go's `net.SplitHostPort` errors.
-pub fn listen_addr(text: &str) -> Result<SocketAddr, String> {
-    let (host, port) = split_host_port(text)?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("listen tcp: address {text}: invalid port"))?;
-    if host.is_empty() {
-        return Ok(SocketAddr::new(
-            std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-            port,
-        ));
-    }
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("listen tcp: lookup {host}: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("listen tcp: lookup {host}: no such host"))
-}
-
-/// Go's `net.SplitHostPort`.
-fn split_host_port(text: &str) -> Result<(&str, &str), String> {
-    let err = |why: &str| format!("address {text}: {why}");
-    let Some(colon) = text.rfind(':') else {
-        return Err(err("missing port in address"));
-    };
-    let (host, port) = (&text[..colon], &text[colon + 1..]);
-    if let Some(inner) = host.strip_prefix('[') {
-        let Some(inner) = inner.strip_suffix(']') else {
-            return Err(err("missing ']' in address"));
-        };
-        return Ok((inner, port));
-    }
-    if host.contains(':') {
-        return Err(err("too many colons in address"));
-    }
-    if host.contains('[') || host.contains(']') || port.contains(']') {
-        return Err(err("unexpected '[' in address"));
-    }
-    Ok((host, port))
-}
-
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
     let d = c.once()?;
     let text = match d.args.as_slice() {
@@ -322,7 +249,8 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         [addr] => addr.text.clone(),
         _ => return Err(d.arg_err()),
     };
-    split_host_port(&text).map_err(|msg| crate::plugin::SetupError { loc: None, msg })?;
+    crate::plugin::parse::split_host_port(&text)
+        .map_err(|msg| crate::plugin::SetupError { loc: None, msg })?;
     if let Some(line) = d.block.first() {
         return Err(match line.name.as_str() {
             // CoreDNS 1.14 can serve metrics over TLS; this build cannot, and says so rather
@@ -331,7 +259,7 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
             other => line.err(format!("unknown option: {other}")),
         });
     }
-    let addr = listen_addr(&text).map_err(|msg| d.err(msg))?;
+    let addr = crate::plugin::parse::listen_addr(&text).map_err(|msg| d.err(msg))?;
 
     let metrics = c.shared.metrics.family(DnsMetrics::register);
     let registry = c.shared.metrics.clone();

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::plugin::observe::{BlockObserver, QueryRecorder};
+use crate::plugin::parse::listen_addr;
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult, Shared};
 use crate::plugin::{Chain, Plugin};
-use crate::plugins::prometheus::listen_addr;
 
 const DEFAULT_ADDR: &str = ":8181";
 

@@ -30,6 +30,9 @@ pub(super) enum ResponseRule {
         code: u16,
         original: Option<EdnsOption>,
     },
+    /// Rewrite a CNAME target and splice in the new target's records (`cname`); applied by
+    /// [`super::cname::apply`], before the other rules.
+    Cname(Arc<super::cname::CnameTarget>),
 }
 
 /// How a response rule maps a name (CoreDNS's `stringRewriter`s).
@@ -116,7 +119,9 @@ impl ResponseRule {
                     rr.ttl = *max;
                 }
             }
-            ResponseRule::Rcode { .. } | ResponseRule::EdnsRevert { .. } => {}
+            ResponseRule::Rcode { .. }
+            | ResponseRule::EdnsRevert { .. }
+            | ResponseRule::Cname(_) => {}
         }
     }
 

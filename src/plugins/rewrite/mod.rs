@@ -10,9 +10,12 @@
 //!   applied in reverse order. The answer records themselves are never turned back into the
 //!   asked type: `rewrite type AAAA A` answers an AAAA question with A records;
 //! - otherwise (only `continue` rules matched, none with response rules) the answer carries the
-//!   question as rewritten, exactly as CoreDNS sends it.
+//!   question as rewritten, exactly as CoreDNS sends it;
+//! - `cname` rules run on the answer before the other response rules, and may look the new
+//!   CNAME target up through the server ([`Upstream`], see `cname.rs`).
 
 mod answer;
+mod cname;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -23,6 +26,7 @@ use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::Name;
 
 use crate::plugin::setup::{Setup, SetupResult};
+use crate::plugin::upstream::Upstream;
 use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Response, Served};
 
 use answer::ResponseRule;
@@ -30,6 +34,8 @@ use rules::{Mode, Rule, Work};
 
 pub struct Rewrite {
     rules: Vec<Rule>,
+    /// For `cname` rules: the new target is looked up through the server itself.
+    upstream: Upstream,
 }
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
@@ -53,7 +59,10 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         let rule = rules::parse(&args).map_err(|msg| d.err(msg))?;
         rules.push(rule);
     }
-    Ok(Some(Arc::new(Rewrite { rules })))
+    Ok(Some(Arc::new(Rewrite {
+        rules,
+        upstream: Upstream::new(c.shared),
+    })))
 }
 
 /// What the answer needs on its way back.
@@ -64,6 +73,19 @@ struct Reverter {
 }
 
 impl Reverter {
+    /// [`Reverter::finish`] after the `cname` rules, which may look names up.
+    async fn finish_after_lookups(
+        self,
+        mut outcome: Outcome,
+        rewritten: &Request,
+        upstream: &Upstream,
+    ) -> Outcome {
+        if let Ok(resp) = &mut outcome {
+            cname::apply(&self.rules, resp, rewritten, upstream).await;
+        }
+        self.finish(outcome, rewritten)
+    }
+
     fn finish(self, outcome: Outcome, rewritten: &Request) -> Outcome {
         match outcome {
             Ok(mut resp) => {
@@ -144,9 +166,17 @@ impl Plugin for Rewrite {
                 original: req.query().clone(),
                 rules: responses,
             };
-            return next
-                .serve(req)
-                .map(move |outcome| reverter.finish(outcome, req));
+            return match next.serve(req) {
+                Served::Ready(outcome) if !cname::wants_lookup(&reverter.rules, &outcome) => {
+                    Served::Ready(reverter.finish(outcome, req))
+                }
+                served => Served::pending(async move {
+                    let outcome = served.await;
+                    reverter
+                        .finish_after_lookups(outcome, req, &self.upstream)
+                        .await
+                }),
+            };
         }
 
         let mut msg = work.msg.take().unwrap_or_else(|| req.msg.clone());
@@ -172,7 +202,9 @@ impl Plugin for Rewrite {
         // The same as `serve_owned` followed by `map`, in one allocation instead of two.
         Served::pending(async move {
             let outcome = next.serve(&rewritten).await;
-            reverter.finish(outcome, &rewritten)
+            reverter
+                .finish_after_lookups(outcome, &rewritten, &self.upstream)
+                .await
         })
     }
 }

@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::answer::{RegexRewriter, ResponseRule, StringRewriter};
 use crate::plugin::Request;
+use crate::plugin::mnemonic::class_from_name;
 
 /// `stop` (the default) or `continue`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub(super) enum Kind {
         rule: ResponseRule,
     },
     Edns0(Edns0Rule),
+    /// `cname`: matches every query, rewrites CNAME targets in the answer.
+    Cname(Arc<super::cname::CnameTarget>),
 }
 
 /// How `name` rules match and rewrite.
@@ -247,6 +250,7 @@ impl Rule {
             }
             Kind::Answer { matcher, rule } => matcher.matches(&w.lower).then(|| vec![rule.clone()]),
             Kind::Edns0(rule) => rule.rewrite(w),
+            Kind::Cname(target) => Some(vec![ResponseRule::Cname(target.clone())]),
         }
     }
 }
@@ -439,10 +443,8 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
                     to: ty(&to)?,
                 }
             } else {
-                // miekg/dns also knows CSNET, which hickory has no name for.
-                let class = |s: &str| match s {
-                    "CS" => Ok(DNSClass::Unknown(2)),
-                    _ => DNSClass::from_str(s).map_err(|_| format!("invalid class {}", quote(s))),
+                let class = |s: &str| {
+                    class_from_name(s).ok_or_else(|| format!("invalid class {}", quote(s)))
                 };
                 Kind::Class {
                     from: class(&from)?,
@@ -453,16 +455,7 @@ pub(super) fn parse(args: &[String]) -> Result<Rule, String> {
         "edns0" => Kind::Edns0(parse_edns0(params)?),
         "ttl" => parse_ttl(params)?,
         "rcode" => parse_rcode(params)?,
-        "cname" => {
-            // CoreDNS's cname rule resolves the new target again through its own server
-            // (`plugin/pkg/upstream`); ferrodns has no such self-lookup yet, and a rule that
-            // rewrote the target without the records behind it would answer wrongly.
-            return Err(
-                "cname rules are not supported by ferrodns: they need an upstream lookup of the \
-                 new target, which is not implemented"
-                    .into(),
-            );
-        }
+        "cname" => Kind::Cname(Arc::new(super::cname::parse(params)?)),
         _ => return Err(format!("invalid rule type {}", quote(first))),
     };
     Ok(Rule { mode, kind })
@@ -484,7 +477,7 @@ fn groups_used(s: &str) -> usize {
 const MAX_REGEX_LEN: usize = 10_000;
 
 /// CoreDNS's `isValidRegexPattern`.
-fn regex_for(from: &str, to: &str) -> Result<Regex, String> {
+pub(super) fn regex_for(from: &str, to: &str) -> Result<Regex, String> {
     if from.len() > MAX_REGEX_LEN {
         return Err(format!(
             "regex pattern too long: {} > {MAX_REGEX_LEN}",
@@ -726,30 +719,6 @@ fn parse_ttl(args: &[String]) -> Result<Kind, String> {
     })
 }
 
-/// The rcode names CoreDNS (miekg/dns `RcodeToString`) knows.
-const RCODES: &[(u16, &str)] = &[
-    (0, "NOERROR"),
-    (1, "FORMERR"),
-    (2, "SERVFAIL"),
-    (3, "NXDOMAIN"),
-    (4, "NOTIMP"),
-    (5, "REFUSED"),
-    (6, "YXDOMAIN"),
-    (7, "YXRRSET"),
-    (8, "NXRRSET"),
-    (9, "NOTAUTH"),
-    (10, "NOTZONE"),
-    (11, "DSOTYPENI"),
-    (16, "BADSIG"),
-    (17, "BADKEY"),
-    (18, "BADTIME"),
-    (19, "BADMODE"),
-    (20, "BADNAME"),
-    (21, "BADALG"),
-    (22, "BADTRUNC"),
-    (23, "BADCOOKIE"),
-];
-
 fn parse_rcode_value(v: &str) -> Option<u16> {
     if let Ok(n) = v.parse::<u16>()
         && v.bytes().all(|b| b.is_ascii_digit())
@@ -757,10 +726,7 @@ fn parse_rcode_value(v: &str) -> Option<u16> {
     {
         return Some(n);
     }
-    RCODES
-        .iter()
-        .find(|(_, name)| name.eq_ignore_ascii_case(v))
-        .map(|(n, _)| *n)
+    crate::plugin::mnemonic::rcode_from_name(v)
 }
 
 fn parse_rcode(args: &[String]) -> Result<Kind, String> {

@@ -957,10 +957,13 @@ fn setup_errors() {
             "invalid IPv6 bit mask length 129",
         ),
         ("edns0 cookie set", r#"invalid rule type "cookie""#),
+        ("cname a", "too few (1) arguments for a cname rule"),
         (
-            "cname a b",
-            "cname rules are not supported by ferrodns: they need an upstream lookup of the new target, which is not implemented",
+            "cname exact a b c",
+            "too few (4) arguments for a cname rule",
         ),
+        ("cname bogus a b", "unknown cname rewrite type: bogus"),
+        ("cname regex ( x", "invalid regex matching pattern: ("),
     ];
     for (line, msg) in cases {
         assert_eq!(err(line), at(msg), "{line}");
@@ -980,6 +983,9 @@ fn setup_errors() {
         "edns0 nsid append",
         "type ANY HINFO",
         "class CH IN",
+        "cname a b",
+        "continue cname suffix .prod. .staging.",
+        "stop cname REGEX (.*)\\.web\\.(.*)\\.site\\. {1}.webapp.{2}.org.",
     ] {
         assert_eq!(err(ok), "ok", "{ok}");
     }
@@ -1020,4 +1026,353 @@ fn no_match_passes_the_query_through() {
     let served = plugin.serve(&req, Next::new(&rest));
     assert!(matches!(served, Served::Ready(Ok(_))));
     assert_eq!(next.seen.lock().unwrap()[0], req.msg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `cname` rules, in the shape of CoreDNS's cname_target_test.go: the rest of the chain answers
+// with a CNAME chain, and the new target is looked up through a stand-in server.
+
+/// `name ttl TYPE data` for A, AAAA and CNAME records.
+fn rr(text: &str) -> hickory_proto::rr::Record {
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let data = match f[2] {
+        "A" => RData::A(A(f[3].parse().unwrap())),
+        "AAAA" => RData::AAAA(hickory_proto::rr::rdata::AAAA(f[3].parse().unwrap())),
+        "CNAME" => RData::CNAME(CNAME(Name::from_ascii(f[3]).unwrap())),
+        t => panic!("no test records of type {t}"),
+    };
+    testkit::record(f[0], f[1].parse().unwrap(), data)
+}
+
+/// The rest of the chain for the client's query: a fixed answer.
+struct Fixed(Vec<hickory_proto::rr::Record>);
+
+impl Plugin for Fixed {
+    fn name(&self) -> &'static str {
+        "backend"
+    }
+
+    fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+        let mut m = req.reply();
+        m.answers = self.0.clone();
+        Served::Ready(Ok(Response::new(m, "backend")))
+    }
+}
+
+/// The server's answers to lookups (CoreDNS's `MockedUpstream`), records of the asked type only;
+/// remembers what it was asked.
+struct Targets {
+    seen: Mutex<Vec<String>>,
+}
+
+impl Plugin for Targets {
+    fn name(&self) -> &'static str {
+        "targets"
+    }
+
+    fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{} {}", req.name(), req.qtype()));
+        let mut m = req.reply();
+        let records: &[&str] = match req.name() {
+            "xyz.example.com." => &[
+                "xyz.example.com. 3600 A 3.4.5.6",
+                "xyz.example.com. 3600 AAAA 3a01:7e00::f03c:91ff:fe79:234c",
+            ],
+            "bard.google.com.cdn.cloudflare.net." => {
+                &["bard.google.com.cdn.cloudflare.net. 1800 A 9.7.2.1"]
+            }
+            "www.hosting.xyz." => &["www.hosting.xyz. 500 A 20.30.40.50"],
+            "abcd.zzzz.www.pqrst." => &[
+                "abcd.zzzz.www.pqrst. 120 A 101.20.5.1",
+                "abcd.zzzz.www.pqrst. 120 A 101.20.5.2",
+            ],
+            "orders.webapp.eu.org." => &["orders.webapp.eu.org. 120 A 20.0.0.9"],
+            "music.truncated.spotify.com." => {
+                m.metadata.truncation = true;
+                &["music.truncated.spotify.com. 120 A 10.1.0.9"]
+            }
+            "intermediate-2.staging." => &[
+                "intermediate-2.staging. 60 CNAME final.staging.net.",
+                "final.staging.net. 60 A 5.6.7.8",
+            ],
+            _ => &[],
+        };
+        for text in records {
+            let r = rr(text);
+            if r.record_type() == req.qtype() || r.record_type() == RecordType::CNAME {
+                m.answers.push(r);
+            }
+        }
+        Served::Ready(Ok(Response::new(m, "targets")))
+    }
+}
+
+const CNAME_RULES: &[&str] = &[
+    "continue cname exact def.example.com xyz.example.com",
+    "continue cname prefix chat.openai.com bard.google.com",
+    "continue cname suffix uvw. xyz.",
+    "continue cname substring efgh zzzz.www",
+    r"continue cname regex (.*)\.web\.(.*)\.site\. {1}.webapp.{2}.org.",
+    "continue cname exact music.truncated.spotify.com. music.truncated.spotify.com.",
+    "continue cname suffix prod. staging.",
+];
+
+/// Run `rules` on a query for `qname`/`qtype` that the rest of the chain answers with
+/// `answer`; lookups go to [`Targets`] unless `server` is false (no listener to ask).
+fn cname_exchange(
+    rules: &[&str],
+    qname: &str,
+    qtype: RecordType,
+    answer: &[&str],
+    server: bool,
+) -> (Message, Vec<String>) {
+    let mut corefile = String::from(". {\n");
+    for l in rules {
+        corefile.push_str(&format!("    rewrite {l}\n"));
+    }
+    corefile.push_str("}\n");
+    let built = testkit::setup(setup, "rewrite", &corefile).expect("setup");
+    let targets = Arc::new(Targets {
+        seen: Mutex::new(Vec::new()),
+    });
+    let _table = server.then(|| {
+        crate::plugin::upstream::testkit::listener(
+            &built.shared,
+            vec![(".", vec![targets.clone() as Arc<dyn Plugin>])],
+        )
+    });
+    let plugin = built.handler.expect("handler");
+    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fixed(answer.iter().map(|t| rr(t)).collect()))];
+    let req = crate::plugin::upstream::testkit::arrived(ask(qname, qtype).request());
+    let m = testkit::message(run(plugin.as_ref(), &req, &rest));
+    assert_eq!(m.queries, req.msg.queries, "{qname}: the question as asked");
+    let seen = targets.seen.lock().unwrap().clone();
+    (m, seen)
+}
+
+#[test]
+fn cname_target_rewrites() {
+    // (question, type, answer of the chain, answer to the client, TC)
+    type Case<'a> = (&'a str, RecordType, &'a [&'a str], &'a [&'a str], bool);
+    let cases: &[Case] = &[
+        (
+            "abc.example.com.",
+            RecordType::A,
+            &[
+                "abc.example.com. 5 CNAME def.example.com.",
+                "def.example.com. 5 A 1.2.3.4",
+            ],
+            &[
+                "abc.example.com. 5 IN CNAME xyz.example.com.",
+                "xyz.example.com. 3600 IN A 3.4.5.6",
+            ],
+            false,
+        ),
+        (
+            "abc.example.com.",
+            RecordType::AAAA,
+            &[
+                "abc.example.com. 5 CNAME def.example.com.",
+                "def.example.com. 5 AAAA 2a01:7e00::f03c:91ff:fe79:234c",
+            ],
+            &[
+                "abc.example.com. 5 IN CNAME xyz.example.com.",
+                "xyz.example.com. 3600 IN AAAA 3a01:7e00::f03c:91ff:fe79:234c",
+            ],
+            false,
+        ),
+        (
+            "chat.openai.com.",
+            RecordType::A,
+            &[
+                "chat.openai.com. 20 CNAME chat.openai.com.cdn.cloudflare.net.",
+                "chat.openai.com.cdn.cloudflare.net. 30 A 23.2.1.2",
+                "chat.openai.com.cdn.cloudflare.net. 30 A 24.6.0.8",
+            ],
+            &[
+                "chat.openai.com. 20 IN CNAME bard.google.com.cdn.cloudflare.net.",
+                "bard.google.com.cdn.cloudflare.net. 1800 IN A 9.7.2.1",
+            ],
+            false,
+        ),
+        (
+            "coredns.io.",
+            RecordType::A,
+            &[
+                "coredns.io. 100 CNAME www.hosting.uvw.",
+                "www.hosting.uvw. 200 A 7.2.3.4",
+            ],
+            &[
+                "coredns.io. 100 IN CNAME www.hosting.xyz.",
+                "www.hosting.xyz. 500 IN A 20.30.40.50",
+            ],
+            false,
+        ),
+        (
+            "core.dns.rocks.",
+            RecordType::A,
+            &[
+                "core.dns.rocks. 200 CNAME abcd.efgh.pqrst.",
+                "abcd.efgh.pqrst. 100 A 200.30.45.67",
+            ],
+            &[
+                "core.dns.rocks. 200 IN CNAME abcd.zzzz.www.pqrst.",
+                "abcd.zzzz.www.pqrst. 120 IN A 101.20.5.1",
+                "abcd.zzzz.www.pqrst. 120 IN A 101.20.5.2",
+            ],
+            false,
+        ),
+        // Matched without regard to case.
+        (
+            "order.service.eu.",
+            RecordType::A,
+            &[
+                "order.service.eu. 200 CNAME Orders.WEB.eu.site.",
+                "orders.web.eu.site. 50 A 10.10.15.1",
+            ],
+            &[
+                "order.service.eu. 200 IN CNAME orders.webapp.eu.org.",
+                "orders.webapp.eu.org. 120 IN A 20.0.0.9",
+            ],
+            false,
+        ),
+        // The lookup's TC bit is carried over.
+        (
+            "music.spotify.com.",
+            RecordType::A,
+            &["music.spotify.com. 200 CNAME music.truncated.spotify.com."],
+            &[
+                "music.spotify.com. 200 IN CNAME music.truncated.spotify.com.",
+                "music.truncated.spotify.com. 120 IN A 10.1.0.9",
+            ],
+            true,
+        ),
+        // A chain (CoreDNS 1.14.2): the CNAMEs before the match stay, only the matching one is
+        // rewritten, and the new target's whole chain follows.
+        (
+            "cname-chain.org.",
+            RecordType::A,
+            &[
+                "cname-chain.org. 60 CNAME intermediate-1.com.",
+                "intermediate-1.com. 60 CNAME intermediate-2.prod.",
+                "intermediate-2.prod. 60 CNAME final.prod.net.",
+                "final.prod.net. 60 A 1.2.3.4",
+            ],
+            &[
+                "cname-chain.org. 60 IN CNAME intermediate-1.com.",
+                "intermediate-1.com. 60 IN CNAME intermediate-2.staging.",
+                "intermediate-2.staging. 60 IN CNAME final.staging.net.",
+                "final.staging.net. 60 IN A 5.6.7.8",
+            ],
+            false,
+        ),
+        // No CNAME the rules rewrite: the answer is left alone.
+        (
+            "plain.example.",
+            RecordType::A,
+            &[
+                "plain.example. 60 CNAME other.example.",
+                "other.example. 60 A 192.0.2.9",
+            ],
+            &[
+                "plain.example. 60 IN CNAME other.example.",
+                "other.example. 60 IN A 192.0.2.9",
+            ],
+            false,
+        ),
+    ];
+    for (qname, qtype, answer, want, tc) in cases {
+        let (m, _) = cname_exchange(CNAME_RULES, qname, *qtype, answer, true);
+        assert_eq!(show(&m.answers), *want, "{qname} {qtype}");
+        assert_eq!(m.metadata.truncation, *tc, "{qname} {qtype}: TC");
+    }
+}
+
+#[test]
+fn cname_lookup_asks_the_rewritten_type_and_failures_change_nothing() {
+    let chain = [
+        "a.example. 60 CNAME def.example.com.",
+        "def.example.com. 60 A 1.2.3.4",
+    ];
+    // The lookup asks for the type the rest of the chain was asked.
+    let (m, seen) = cname_exchange(
+        &[
+            "continue type MX A",
+            "cname def.example.com. xyz.example.com.",
+        ],
+        "a.example.",
+        RecordType::MX,
+        &chain,
+        true,
+    );
+    assert_eq!(seen, ["xyz.example.com. A"]);
+    assert_eq!(
+        show(&m.answers),
+        [
+            "a.example. 60 IN CNAME xyz.example.com.",
+            "xyz.example.com. 3600 IN A 3.4.5.6"
+        ]
+    );
+    // No server to ask (CoreDNS: "no full server is running"): the answer is left as it was.
+    let (m, _) = cname_exchange(
+        &["cname def.example.com. xyz.example.com."],
+        "a.example.",
+        RecordType::A,
+        &chain,
+        false,
+    );
+    assert_eq!(
+        show(&m.answers),
+        [
+            "a.example. 60 IN CNAME def.example.com.",
+            "def.example.com. 60 IN A 1.2.3.4"
+        ]
+    );
+}
+
+#[test]
+fn a_stop_cname_rule_ends_the_rules_for_every_query() {
+    // CoreDNS's cname rule reports a rewrite for every query, so `stop` ends the list.
+    let (seen, out) = exchange(
+        &[
+            "stop cname a.example. b.example.",
+            "name x.example. y.example.",
+        ],
+        ask("x.example.", RecordType::A),
+        a_records,
+    );
+    assert_eq!(question(&seen.unwrap()), "x.example. IN A");
+    assert_eq!(
+        show(&out.unwrap().answers),
+        ["x.example. 3600 IN A 192.0.2.1"]
+    );
+    let (seen, _) = exchange(
+        &[
+            "continue cname a.example. b.example.",
+            "name x.example. y.example.",
+        ],
+        ask("x.example.", RecordType::A),
+        a_records,
+    );
+    assert_eq!(question(&seen.unwrap()), "y.example. IN A");
+}
+
+#[test]
+fn cname_rule_without_a_matching_cname_answers_at_once() {
+    let plugin = build(&["cname a.example. b.example."]);
+    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fixed(vec![rr(
+        "x.example. 60 CNAME other.example.",
+    )]))];
+    let req = ask("x.example.", RecordType::A).request();
+    // No lookup to make: no future, the answer as the chain gave it.
+    match plugin.serve(&req, Next::new(&rest)) {
+        Served::Ready(Ok(resp)) => assert_eq!(
+            show(&resp.into_message().answers),
+            ["x.example. 60 IN CNAME other.example."]
+        ),
+        _ => panic!("expected an answer at once"),
+    }
 }

@@ -9,9 +9,9 @@ mod setup;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{RData, Record, RecordType};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,6 +19,7 @@ use regex::Regex;
 
 use crate::dnsname::{is_subdomain, longest_match};
 use crate::plugin::fall::Fall;
+use crate::plugin::upstream::Upstream;
 use crate::plugin::{Failure, Next, Plugin, Request, Response, Served};
 use data::{Dot, QueryData, presentation};
 pub use setup::setup;
@@ -84,6 +85,8 @@ pub struct TemplatePlugin {
     zones: Vec<Arc<str>>,
     templates: Vec<Template>,
     metrics: Metrics,
+    /// CNAME targets are looked up through the server itself.
+    upstream: Upstream,
 }
 
 /// miekg/dns's `ClassToString`: names for the classes it knows, "" for others.
@@ -183,14 +186,14 @@ impl Plugin for TemplatePlugin {
             // Capture groups are only worth finding for a template that renders records (the
             // c-ares AAAA fix renders none).
             if t.answer.is_empty() && t.additional.is_empty() && t.authority.is_empty() {
-                return self.answer(req, next, t, None, zone.clone());
+                return self.answer(req, t, None, zone.clone());
             }
             // `is_match` and `captures` agree; a disagreement would be a regex crate bug.
             let Some(caps) = regex.captures(&name) else {
                 return next.serve(req);
             };
             let data = QueryData::new(req, zone, &name, regex, caps, class, type_);
-            return self.answer(req, next, t, Some(&data), zone.clone());
+            return self.answer(req, t, Some(&data), zone.clone());
         }
         next.serve(req)
     }
@@ -200,7 +203,6 @@ impl TemplatePlugin {
     fn answer<'a>(
         &'a self,
         req: &'a Request,
-        next: Next<'a>,
         t: &'a Template,
         data: Option<&QueryData<'_>>,
         zone: Arc<str>,
@@ -230,7 +232,7 @@ impl TemplatePlugin {
         if !chase {
             return Served::Ready(Ok(Response::new(m, "template")));
         }
-        Served::pending(chase_cnames(req, next, m))
+        Served::pending(chase_cnames(&self.upstream, req, m))
     }
 
     /// Render the template's records into `m`'s sections.
@@ -294,12 +296,13 @@ impl TemplatePlugin {
     }
 }
 
-/// CoreDNS looks up the target of every CNAME a template answers an A or AAAA query with, and
-/// appends what it finds right after the CNAME. ferrodns asks the plugins that follow
-/// *template* in the same server block; a failed lookup adds nothing.
-async fn chase_cnames<'a>(
-    req: &'a Request,
-    next: Next<'a>,
+/// CoreDNS looks up the target of every CNAME a template answers an A or AAAA query with,
+/// through the whole server (`upstream.Lookup`: the zone that holds the target, whichever server
+/// block of the listener that is), and appends the answer records right after the CNAME. A
+/// failed lookup adds nothing.
+async fn chase_cnames(
+    upstream: &Upstream,
+    req: &Request,
     mut m: Message,
 ) -> Result<Response, Failure> {
     let answers = std::mem::take(&mut m.answers);
@@ -311,18 +314,8 @@ async fn chase_cnames<'a>(
         };
         out.push(rec);
         let Some(target) = target else { continue };
-        let mut q = Message::query();
-        q.metadata.id = req.id();
-        q.metadata.recursion_desired = true;
-        let mut query = Query::query(target, req.qtype());
-        query.query_class = DNSClass::IN;
-        q.queries.push(query);
-        q.edns = req.msg.edns.clone();
-        let Some(sub) = req.with_message(q) else {
-            continue;
-        };
-        if let Ok(resp) = next.serve_owned(sub).await {
-            out.extend(resp.into_message().answers);
+        if let Ok(found) = upstream.lookup(req, target, req.qtype()).await {
+            out.extend(found.answers);
         }
     }
     m.answers = out;

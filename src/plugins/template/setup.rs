@@ -52,6 +52,7 @@ pub fn setup(c: &mut Setup<'_>) -> SetupResult {
         zones: all_zones,
         templates,
         metrics,
+        upstream: crate::plugin::upstream::Upstream::new(c.shared),
     })))
 }
 

@@ -8,6 +8,7 @@ use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{DNSClass, RData, RecordType};
 
 use super::setup;
+use crate::plugin::upstream::testkit as upstream;
 use crate::plugin::{Failure, Plugin};
 use crate::plugins::whoami::testkit::{self, Answer, Ask, ask, record, run, show};
 
@@ -527,11 +528,11 @@ fn special_characters_in_names_round_trip() {
 }
 
 #[test]
-fn cname_target_is_looked_up_in_the_next_plugins() {
+fn cname_target_is_looked_up_through_the_server() {
     let built = testkit::setup(
         setup,
         "template",
-        r#". {
+        r#"foogle.com {
   template IN ANY foogle.com {
     match "^foogle\.com\.$"
     answer "foogle.com 60 IN CNAME google.com"
@@ -541,40 +542,44 @@ fn cname_target_is_looked_up_in_the_next_plugins() {
     )
     .unwrap();
     let plugin = built.handler.unwrap();
-    let mut upstream = Answer::new(ResponseCode::NoError);
-    upstream.answers.push(record(
+    let mut google = Answer::new(ResponseCode::NoError);
+    google.answers.push(record(
         "google.com.",
         300,
         RData::A(A("192.0.2.80".parse().unwrap())),
     ));
-    let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(upstream)];
-    let m = testkit::message(run(
-        plugin.as_ref(),
-        &ask("foogle.com.", RecordType::A).request(),
-        &rest,
-    ));
+    // The target lives in another server block of the listener: template's own block has
+    // nothing after it, so only a lookup through the server finds it.
+    let table = upstream::listener(
+        &built.shared,
+        vec![
+            ("foogle.com.", vec![plugin.clone()]),
+            ("google.com.", vec![Arc::new(google) as Arc<dyn Plugin>]),
+        ],
+    );
+    let asked = |qtype| {
+        let req = upstream::arrived(ask("foogle.com.", qtype).request());
+        testkit::message(run(plugin.as_ref(), &req, &[]))
+    };
     assert_eq!(
-        show(&m.answers),
+        show(&asked(RecordType::A).answers),
         [
             "foogle.com. 60 IN CNAME google.com.",
             "google.com. 300 IN A 192.0.2.80"
         ]
     );
     // Only A and AAAA questions are chased.
-    let m = testkit::message(run(
-        plugin.as_ref(),
-        &ask("foogle.com.", RecordType::MX).request(),
-        &rest,
-    ));
+    let m = asked(RecordType::MX);
     assert_eq!(m.answers.len(), 1);
     assert!(matches!(m.answers[0].data, RData::CNAME(CNAME(_))));
-    // A failing next plugin adds nothing.
-    let m = testkit::message(run(
-        plugin.as_ref(),
-        &ask("foogle.com.", RecordType::AAAA).request(),
-        &[],
-    ));
-    assert_eq!(show(&m.answers), ["foogle.com. 60 IN CNAME google.com."]);
+    // A lookup that finds nothing (no zone of the listener holds the target: REFUSED) adds
+    // nothing.
+    drop(table);
+    let _table = upstream::listener(&built.shared, vec![("foogle.com.", vec![plugin.clone()])]);
+    assert_eq!(
+        show(&asked(RecordType::AAAA).answers),
+        ["foogle.com. 60 IN CNAME google.com."]
+    );
 }
 
 #[test]

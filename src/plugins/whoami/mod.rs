@@ -15,20 +15,7 @@ pub(crate) mod testkit;
 pub struct Whoami;
 
 pub fn setup(c: &mut Setup<'_>) -> SetupResult {
-    // CoreDNS reads the first `whoami` line of a block only.
-    let Some(&d) = c.directives.first() else {
-        return c.once().map(|_| None);
-    };
-    if !d.args.is_empty() {
-        return Err(d.arg_err());
-    }
-    if !d.block.is_empty() {
-        // CoreDNS reads the `{` as an unexpected argument.
-        return Err(crate::corefile::Error::at(
-            &d.loc,
-            "Wrong argument count or unexpected line ending after '{'",
-        ));
-    }
+    c.no_arguments()?;
     Ok(Some(Arc::new(Whoami)))
 }
 

@@ -1,4 +1,5 @@
-//! Sets of client networks, built once at setup and matched per query with a binary search.
+//! Sets of client networks (`acl`'s `net`, `dualstack`'s `filter_aaaa` and `filter_a`), built
+//! once at setup and matched per query with a binary search.
 //!
 //! Each address family keeps its networks as sorted, disjoint, inclusive ranges of integers, so
 //! that a thousand CIDRs cost the same ten comparisons as one, and overlapping or adjacent
