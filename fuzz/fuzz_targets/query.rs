@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 zone: Arc::from(zone),
                 server: Arc::from("dns://:53"),
                 allow_chaos: chaos,
+                recorder: None,
             }),
         );
     }
