@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use libfuzzer_sys::fuzz_target;
 
@@ -29,6 +29,13 @@ impl Plugin for Upstream {
     fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
         let mut m = self.0.clone();
         m.metadata.id = req.id();
+        // An upstream echoes the question as it was sent (the client's spelling); `forward`
+        // accepts a reply whose question matches case-insensitively and passes it on as is.
+        if let [q] = m.queries.as_mut_slice()
+            && q.name == *req.qname()
+        {
+            q.name = req.qname().clone();
+        }
         Served::Ready(Ok(Response::new(m, "forward")))
     }
 }
@@ -89,7 +96,7 @@ fn upper(name: &Name) -> Name {
 fn run(req: &Request, chain: &[Arc<dyn Plugin>], rt: &tokio::runtime::Runtime) -> Vec<u8> {
     let outcome: Outcome = rt.block_on(Next::new(chain).serve(req));
     let bytes = finish(req, outcome);
-    assert!(bytes.is_empty() || bytes.len() >= 12);
+    check_reply(req, &bytes);
     if req.proto == Proto::Udp {
         assert!(
             bytes.len() <= req.size(),
@@ -99,6 +106,22 @@ fn run(req: &Request, chain: &[Arc<dyn Plugin>], rt: &tokio::runtime::Runtime) -
         );
     }
     bytes
+}
+
+/// What a client gets must be a DNS message for its query: it parses, carries the query's ID,
+/// QR set, and the question (unless it is an error reply without one).
+fn check_reply(req: &Request, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let m = Message::from_vec(bytes).expect("the server's reply parses");
+    assert_eq!(m.metadata.id, req.id());
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+    assert!(m.queries.len() <= 1);
+    if let [q] = m.queries.as_slice() {
+        assert_eq!(q.query_type, req.qtype());
+        assert!(q.name.eq_case(req.qname()), "{} != {}", q.name, req.qname());
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -123,6 +146,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(reply) = Message::from_vec(data) else {
         return;
     };
+    // ... nor is one that does not answer the question (`forward`'s `question_matches`): a
+    // response with exactly that question, or a header-only error.
+    let answers = reply.metadata.message_type == MessageType::Response
+        && match reply.queries.len() {
+            1 => true,
+            0 => reply.metadata.response_code != ResponseCode::NoError,
+            _ => false,
+        };
+    if !answers {
+        return;
+    }
     let question = match reply.queries.as_slice() {
         [q] => q.clone(),
         _ => Query::query(Name::from_ascii("example.org.").unwrap(), RecordType::A),
