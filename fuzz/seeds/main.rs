@@ -3,7 +3,8 @@
 //!
 //! DNS messages are encoded by hickory (queries with and without EDNS, answers, denials,
 //! delegations, DNSSEC-looking answers); Corefiles are every `~~~ corefile` example of the
-//! plugin READMEs plus the files under `seeds/corefile/`; hosts files come from `seeds/hosts/`.
+//! plugin READMEs plus the files under `seeds/corefile/`; hosts files come from `seeds/hosts/`,
+//! weight files from `seeds/weights/`.
 
 use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -216,6 +217,15 @@ fn main() {
     for f in fs::read_dir("seeds/hosts").into_iter().flatten().flatten() {
         if let Ok(t) = fs::read(f.path()) {
             write(&corpus.join("hosts"), &mut n, &t);
+        }
+    }
+    for f in fs::read_dir("seeds/weights")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(t) = fs::read(f.path()) {
+            write(&corpus.join("weights"), &mut n, &t);
         }
     }
     println!("wrote {n} seeds ({} Corefiles)", corefiles.len());
