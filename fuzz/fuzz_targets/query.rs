@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, MessageType, ResponseCode};
 use libfuzzer_sys::fuzz_target;
 
 use ferrodns::plugin::{Chain, Failure, Proto, Response};
@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 zone: Arc::from(zone),
                 server: Arc::from("dns://:53"),
                 allow_chaos: chaos,
+                recorder: None,
             }),
         );
     }
@@ -34,10 +35,16 @@ fuzz_target!(|data: &[u8]| {
                 m.answers.extend(req.msg.answers.iter().cloned());
                 let bytes = finish(&req, Ok(Response::new(m, "fuzz")));
                 assert!(bytes.len() <= req.size());
+                let m = Message::from_vec(&bytes).expect("the answer parses");
+                assert_eq!(m.metadata.id, req.id());
                 let _ = finish(&req, Err(Failure::new(ResponseCode::ServFail)));
                 assert!(finish(&req, Err(Failure::no_reply())).is_empty());
             }
-            Prepared::Reply(bytes) => assert!(bytes.len() >= 12),
+            Prepared::Reply(bytes) => {
+                // An error reply written from the raw header must still be a message.
+                let m = Message::from_vec(&bytes).expect("an error reply parses");
+                assert_eq!(m.metadata.message_type, MessageType::Response);
+            }
             Prepared::Drop => {}
         }
     }

@@ -9,7 +9,9 @@
 mod metrics;
 mod setup;
 mod store;
-mod wire;
+// Public (hidden) so the fuzz targets in `fuzz/` can walk arbitrary answers with it.
+#[doc(hidden)]
+pub mod wire;
 
 #[cfg(test)]
 mod tests;

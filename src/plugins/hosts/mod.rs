@@ -6,7 +6,9 @@
 //! already-lowercased name, and allocates only the answer. The file is re-read in a background
 //! task that builds a new table and swaps it in whole.
 
-mod table;
+// Public (hidden) so the fuzz targets in `fuzz/` can feed the parser arbitrary files.
+#[doc(hidden)]
+pub mod table;
 
 use std::fs::File;
 use std::io::Read;

@@ -92,6 +92,10 @@ impl HostsMap {
             + self.name6.values().map(Vec::len).sum::<usize>()
             + self.addr.values().map(Vec::len).sum::<usize>()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.name4.is_empty() && self.name6.is_empty() && self.addr.is_empty()
+    }
 }
 
 /// Go's `bytes.Fields` separators (the ASCII ones; hosts files are ASCII in practice).

@@ -2,7 +2,9 @@
 //! README.md.
 
 mod order;
-mod weighted;
+// Public (hidden) so the fuzz targets in `fuzz/` can feed the weight-file parser.
+#[doc(hidden)]
+pub mod weighted;
 
 use std::sync::Arc;
 use std::time::Duration;
