@@ -110,6 +110,18 @@ impl Response {
         }
     }
 
+    /// The pre-encoded bytes to change in place (a shuffle that keeps the message's length and
+    /// meaning); any parsed copy made earlier is dropped, so it cannot go stale.
+    pub fn wire_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.body {
+            Body::Wire { bytes, parsed } => {
+                parsed.take();
+                Some(bytes)
+            }
+            Body::Parsed(_) => None,
+        }
+    }
+
     pub fn rcode(&self) -> ResponseCode {
         match &self.body {
             Body::Parsed(m) => m.metadata.response_code,
