@@ -2,10 +2,11 @@
 //! (CoreDNS's `request.Request`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::op::{Edns, EdnsFlags, Header, Message, Metadata, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 /// The transport a query arrived on, named as CoreDNS's `log` and metrics name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,9 +29,14 @@ pub const MIN_UDP_SIZE: u16 = 512;
 
 /// A query that has a single question: the server answers FORMERR to anything else before a
 /// plugin sees it, so [`Request::query`] never fails.
+///
+/// The common query (one question, maybe an OPT record without options) is read straight from
+/// the wire by [`Request::from_wire`]: header, question and EDNS fields are kept as fields, and
+/// the question's [`Name`], its [`Query`] and the whole [`Message`] are only built when a plugin
+/// asks for them ([`Request::qname`], [`Request::query`], [`Request::msg`]). A cache hit or a
+/// local answer then never pays for hickory's full parse.
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub msg: Message,
     pub src: SocketAddr,
     pub local: SocketAddr,
     pub proto: Proto,
@@ -43,6 +49,15 @@ pub struct Request {
     /// The question name in lower case with its trailing dot, as logs, metrics and most plugins
     /// compare it.
     name: String,
+    metadata: Metadata,
+    qtype: RecordType,
+    qclass: DNSClass,
+    edns: Option<Edns>,
+    /// The question name as the client wrote it, in wire form (read by [`Request::from_wire`]);
+    /// empty when the request was built from a parsed message.
+    qname_wire: Box<[u8]>,
+    query: OnceLock<Query>,
+    msg: OnceLock<Message>,
 }
 
 impl Request {
@@ -57,9 +72,9 @@ impl Request {
         if msg.queries.len() != 1 {
             return None;
         }
-        let name = lowercase_name(&msg.queries[0].name);
+        let q = &msg.queries[0];
+        let name = lowercase_name(&q.name);
         Some(Request {
-            msg,
             src,
             local,
             proto,
@@ -67,6 +82,113 @@ impl Request {
             zone: Arc::from("."),
             server: Arc::from(""),
             name,
+            metadata: msg.metadata,
+            qtype: q.query_type,
+            qclass: q.query_class,
+            edns: msg.edns.clone(),
+            qname_wire: Box::default(),
+            query: OnceLock::new(),
+            msg: OnceLock::from(msg),
+        })
+    }
+
+    /// Read the common query straight from `wire`: a header, one question whose name is
+    /// written out (no compression pointer) in letters, digits, `-`, `_` and a leading `*`,
+    /// and at most an OPT record without options. `None` for anything else, which the caller
+    /// then gives to hickory's full parse ([`Request::new`]); for what this accepts, the result
+    /// is the one that parse gives (the dispatch tests check it on mutated queries).
+    ///
+    /// Why by hand: hickory's `Message::from_vec` allocates the question, every record and the
+    /// name, and cannot stop after the question; for a cache hit it was the largest user-space
+    /// cost of a query.
+    pub fn from_wire(
+        wire: &[u8],
+        src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+    ) -> Option<Self> {
+        let header = wire.get(..12)?;
+        let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        let mut decoder = BinDecoder::new(header);
+        let mut metadata = Header::read(&mut decoder).ok()?.metadata;
+
+        // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
+        // (labels of at most 63 octets, 255 octets in all with the root label).
+        let mut name = String::with_capacity(wire.len().saturating_sub(16).max(2));
+        let mut pos = 12;
+        loop {
+            let len = usize::from(*wire.get(pos)?);
+            if len == 0 {
+                pos += 1;
+                break;
+            }
+            if len > 63 {
+                return None;
+            }
+            let label = wire.get(pos + 1..pos + 1 + len)?;
+            for (i, &b) in label.iter().enumerate() {
+                // The characters hickory's `to_ascii` writes unescaped; any other name goes
+                // through hickory so that its escaping stays the one spelling of `name()`.
+                let plain = b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || (b == b'-' && i > 0)
+                    || (b == b'*' && i == 0);
+                if !plain {
+                    return None;
+                }
+                name.push(char::from(b.to_ascii_lowercase()));
+            }
+            name.push('.');
+            pos += 1 + len;
+        }
+        if pos - 12 > 255 {
+            return None;
+        }
+        if name.is_empty() {
+            name.push('.');
+        }
+        let qname_end = pos;
+        let fixed = wire.get(pos..pos + 4)?;
+        let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
+        let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+        pos += 4;
+
+        let edns = if count(10) == 1 {
+            // Root owner, type OPT, no RDATA; anything else (options, another record type) is
+            // left to hickory.
+            let opt = wire.get(pos..pos + 11)?;
+            if opt[0] != 0 || opt[1..3] != [0, 41] || opt[9..11] != [0, 0] {
+                return None;
+            }
+            let class = u16::from_be_bytes([opt[3], opt[4]]);
+            let mut e = Edns::new();
+            e.set_max_payload(class);
+            e.set_rcode_high(opt[5]);
+            e.set_version(opt[6]);
+            *e.flags_mut() = EdnsFlags::from(u16::from_be_bytes([opt[7], opt[8]]));
+            metadata.merge_response_code(opt[5]);
+            Some(e)
+        } else {
+            None
+        };
+        Some(Request {
+            src,
+            local,
+            proto,
+            wire_len: wire.len(),
+            zone: Arc::from("."),
+            server: Arc::from(""),
+            name,
+            metadata,
+            qtype,
+            qclass,
+            edns,
+            qname_wire: wire[12..qname_end].into(),
+            query: OnceLock::new(),
+            msg: OnceLock::new(),
         })
     }
 
@@ -79,13 +201,48 @@ impl Request {
         Some(req)
     }
 
+    /// The whole query as a hickory message, parsed on first use.
+    pub fn msg(&self) -> &Message {
+        self.msg.get_or_init(|| {
+            let mut m = Message::query();
+            m.metadata = self.metadata;
+            m.queries.push(self.query().clone());
+            m.edns = self.edns.clone();
+            m
+        })
+    }
+
+    /// The query's header fields (ID, opcode, RD, CD, AD ...).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
     pub fn query(&self) -> &Query {
-        &self.msg.queries[0]
+        if let Some(m) = self.msg.get() {
+            return &m.queries[0];
+        }
+        self.query.get_or_init(|| {
+            // `from_wire` checked the name, so this read cannot fail; the fallback (the
+            // lower-case name) keeps a broken invariant from crashing a server.
+            let name = Name::read(&mut BinDecoder::new(&self.qname_wire))
+                .ok()
+                .or_else(|| Name::from_ascii(&self.name).ok())
+                .unwrap_or_else(Name::root);
+            let mut q = Query::query(name, self.qtype);
+            q.query_class = self.qclass;
+            q
+        })
     }
 
     /// The question name as the client wrote it.
     pub fn qname(&self) -> &Name {
         &self.query().name
+    }
+
+    /// The question name in wire form as the client wrote it (case kept), when the request was
+    /// read from the wire; `None` for a request built from a parsed message.
+    pub fn qname_wire(&self) -> Option<&[u8]> {
+        (!self.qname_wire.is_empty()).then_some(&self.qname_wire[..])
     }
 
     /// The question name in lower case, fully qualified (`example.org.`).
@@ -94,19 +251,19 @@ impl Request {
     }
 
     pub fn qtype(&self) -> RecordType {
-        self.query().query_type
+        self.qtype
     }
 
     pub fn qclass(&self) -> DNSClass {
-        self.query().query_class
+        self.qclass
     }
 
     pub fn id(&self) -> u16 {
-        self.msg.metadata.id
+        self.metadata.id
     }
 
     pub fn edns(&self) -> Option<&Edns> {
-        self.msg.edns.as_ref()
+        self.edns.as_ref()
     }
 
     /// The DNSSEC OK bit.
@@ -139,9 +296,9 @@ impl Request {
 
     /// A reply skeleton: same ID, opcode, RD and CD bits, and question (miekg/dns `SetReply`).
     pub fn reply(&self) -> Message {
-        let mut m = Message::response(self.id(), self.msg.metadata.op_code);
-        m.metadata.recursion_desired = self.msg.metadata.recursion_desired;
-        m.metadata.checking_disabled = self.msg.metadata.checking_disabled;
+        let mut m = Message::response(self.id(), self.metadata.op_code);
+        m.metadata.recursion_desired = self.metadata.recursion_desired;
+        m.metadata.checking_disabled = self.metadata.checking_disabled;
         m.queries.push(self.query().clone());
         m
     }
