@@ -27,6 +27,14 @@ impl Proto {
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
 pub const MIN_UDP_SIZE: u16 = 512;
 
+thread_local! {
+    /// The zone and server of a request read from the wire until the server routes it (and sets
+    /// both): one per thread, so the hot path neither allocates nor shares a reference count
+    /// between threads for them.
+    static ROOT_ZONE: Arc<str> = Arc::from(".");
+    static NO_SERVER: Arc<str> = Arc::from("");
+}
+
 /// A query that has a single question: the server answers FORMERR to anything else before a
 /// plugin sees it, so [`Request::query`] never fails.
 ///
@@ -56,8 +64,9 @@ pub struct Request {
     /// The question name as the client wrote it, in wire form (read by [`Request::from_wire`]);
     /// empty when the request was built from a parsed message.
     qname_wire: Box<[u8]>,
-    query: OnceLock<Query>,
-    msg: OnceLock<Message>,
+    /// Built on first use, and boxed so that a `Request` stays small to move.
+    query: OnceLock<Box<Query>>,
+    msg: OnceLock<Box<Message>>,
 }
 
 impl Request {
@@ -88,7 +97,7 @@ impl Request {
             edns: msg.edns.clone(),
             qname_wire: Box::default(),
             query: OnceLock::new(),
-            msg: OnceLock::from(msg),
+            msg: OnceLock::from(Box::new(msg)),
         })
     }
 
@@ -179,8 +188,8 @@ impl Request {
             local,
             proto,
             wire_len: wire.len(),
-            zone: Arc::from("."),
-            server: Arc::from(""),
+            zone: ROOT_ZONE.with(Arc::clone),
+            server: NO_SERVER.with(Arc::clone),
             name,
             metadata,
             qtype,
@@ -208,7 +217,7 @@ impl Request {
             m.metadata = self.metadata;
             m.queries.push(self.query().clone());
             m.edns = self.edns.clone();
-            m
+            Box::new(m)
         })
     }
 
@@ -230,7 +239,7 @@ impl Request {
                 .unwrap_or_else(Name::root);
             let mut q = Query::query(name, self.qtype);
             q.query_class = self.qclass;
-            q
+            Box::new(q)
         })
     }
 

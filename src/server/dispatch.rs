@@ -909,3 +909,26 @@ mod tests {
         assert!(!in_reverse_network("example.org.", net));
     }
 }
+#[cfg(test)]
+mod sizes {
+    #[test]
+    fn print_sizes() {
+        use crate::plugin::Request;
+        eprintln!("Request {}", std::mem::size_of::<Request>());
+        eprintln!(
+            "Message {}",
+            std::mem::size_of::<hickory_proto::op::Message>()
+        );
+        eprintln!("Query {}", std::mem::size_of::<hickory_proto::op::Query>());
+        eprintln!(
+            "Edns {}",
+            std::mem::size_of::<Option<hickory_proto::op::Edns>>()
+        );
+        eprintln!(
+            "Response {}",
+            std::mem::size_of::<crate::plugin::Response>()
+        );
+        eprintln!("Outcome {}", std::mem::size_of::<crate::plugin::Outcome>());
+        eprintln!("Prepared {}", std::mem::size_of::<super::Prepared>());
+    }
+}

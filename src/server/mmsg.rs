@@ -4,7 +4,7 @@
 //! invariants spelled out.
 
 use std::io;
-use std::mem::{MaybeUninit, zeroed};
+use std::mem::zeroed;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
@@ -123,39 +123,75 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
+/// A socket address as the kernel reads it, written straight from a `SocketAddr` (socket2's
+/// `SockAddr` clears and copies a whole 128-byte `sockaddr_storage` per datagram).
+#[derive(Clone, Copy)]
+#[repr(C)]
+union RawAddr {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+fn raw_addr(addr: &SocketAddr) -> (RawAddr, libc::socklen_t) {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+            let mut v4: libc::sockaddr_in = unsafe { zeroed() };
+            v4.sin_family = libc::AF_INET as libc::sa_family_t;
+            v4.sin_port = a.port().to_be();
+            v4.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            (
+                RawAddr { v4 },
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let mut v6: libc::sockaddr_in6 = unsafe { zeroed() };
+            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            v6.sin6_port = a.port().to_be();
+            v6.sin6_flowinfo = a.flowinfo();
+            v6.sin6_addr.s6_addr = a.ip().octets();
+            v6.sin6_scope_id = a.scope_id();
+            (
+                RawAddr { v6 },
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
 /// Send `out` with as few `sendmmsg` calls as the kernel allows. Returns how many were sent
 /// before the socket would block (the caller sends the rest one by one, waiting for room).
+/// The call's headers live on the stack: nothing is allocated per batch.
 pub fn send_batch(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> usize {
     let mut sent = 0;
+    // SAFETY (all three): plain old data; all-zero is a valid value.
+    let mut addrs: [RawAddr; BATCH] = unsafe { zeroed() };
+    let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
     while sent < out.len() {
         let chunk = &out[sent..(sent + BATCH).min(out.len())];
-        let addrs: Vec<socket2::SockAddr> = chunk
-            .iter()
-            .map(|(_, a)| socket2::SockAddr::from(*a))
-            .collect();
-        let mut iovs: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|(b, _)| libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<MaybeUninit<libc::mmsghdr>> = Vec::with_capacity(chunk.len());
-        for (i, addr) in addrs.iter().enumerate() {
+        for (i, (bytes, addr)) in chunk.iter().enumerate() {
+            let (raw, len) = raw_addr(addr);
+            addrs[i] = raw;
+            iovs[i] = libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            };
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-            h.msg_hdr.msg_namelen = addr.len();
-            h.msg_hdr.msg_iov = &mut iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            hdrs.push(MaybeUninit::new(h));
+            hdrs[i] = unsafe { zeroed() };
+            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut RawAddr).cast();
+            hdrs[i].msg_hdr.msg_namelen = len;
+            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: each header points at an address and a buffer that outlive this call; the
-        // kernel only reads them (and writes msg_len into the headers we own).
+        // SAFETY: the first `chunk.len()` headers point at addresses and buffers that outlive
+        // this call; the kernel only reads them (and writes msg_len into the headers we own).
         let n = unsafe {
             libc::sendmmsg(
                 fd,
-                hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
+                hdrs.as_mut_ptr(),
                 chunk.len() as u32,
                 libc::MSG_DONTWAIT,
             )
