@@ -54,16 +54,17 @@ pub struct Request {
     /// server's address as CoreDNS labels it in metrics (`dns://:53`).
     pub zone: Arc<str>,
     pub server: Arc<str>,
-    /// The question name in lower case with its trailing dot, as logs, metrics and most plugins
-    /// compare it.
-    name: String,
+    /// The question name in lower case with its trailing dot (`name_len` bytes), as logs,
+    /// metrics and most plugins compare it; for a request read by [`Request::from_wire`] it is
+    /// followed by the question name in wire form as the client wrote it. One allocation holds
+    /// both: a name read by hand has only ASCII letters, digits, `-_*` and length octets below
+    /// 64, so its wire form is valid UTF-8 too.
+    text: String,
+    name_len: usize,
     metadata: Metadata,
     qtype: RecordType,
     qclass: DNSClass,
     edns: Option<Edns>,
-    /// The question name as the client wrote it, in wire form (read by [`Request::from_wire`]);
-    /// empty when the request was built from a parsed message.
-    qname_wire: Box<[u8]>,
     /// Built on first use, and boxed so that a `Request` stays small to move.
     query: OnceLock<Box<Query>>,
     msg: OnceLock<Box<Message>>,
@@ -82,7 +83,7 @@ impl Request {
             return None;
         }
         let q = &msg.queries[0];
-        let name = lowercase_name(&q.name);
+        let text = lowercase_name(&q.name);
         Some(Request {
             src,
             local,
@@ -90,12 +91,12 @@ impl Request {
             wire_len,
             zone: Arc::from("."),
             server: Arc::from(""),
-            name,
+            name_len: text.len(),
+            text,
             metadata: msg.metadata,
             qtype: q.query_type,
             qclass: q.query_class,
             edns: msg.edns.clone(),
-            qname_wire: Box::default(),
             query: OnceLock::new(),
             msg: OnceLock::from(Box::new(msg)),
         })
@@ -126,7 +127,7 @@ impl Request {
 
         // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
         // (labels of at most 63 octets, 255 octets in all with the root label).
-        let mut name = String::with_capacity(wire.len().saturating_sub(16).max(2));
+        let mut name = String::with_capacity(2 * wire.len().saturating_sub(16).max(2));
         let mut pos = 12;
         loop {
             let len = usize::from(*wire.get(pos)?);
@@ -160,6 +161,11 @@ impl Request {
             name.push('.');
         }
         let qname_end = pos;
+        let name_len = name.len();
+        for &b in &wire[12..qname_end] {
+            // Length octets (at most 63) and the characters checked above: all ASCII.
+            name.push(char::from(b));
+        }
         let fixed = wire.get(pos..pos + 4)?;
         let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
         let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
@@ -190,12 +196,12 @@ impl Request {
             wire_len: wire.len(),
             zone: ROOT_ZONE.with(Arc::clone),
             server: NO_SERVER.with(Arc::clone),
-            name,
+            text: name,
+            name_len,
             metadata,
             qtype,
             qclass,
             edns,
-            qname_wire: wire[12..qname_end].into(),
             query: OnceLock::new(),
             msg: OnceLock::new(),
         })
@@ -233,9 +239,9 @@ impl Request {
         self.query.get_or_init(|| {
             // `from_wire` checked the name, so this read cannot fail; the fallback (the
             // lower-case name) keeps a broken invariant from crashing a server.
-            let name = Name::read(&mut BinDecoder::new(&self.qname_wire))
+            let name = Name::read(&mut BinDecoder::new(self.qname_wire().unwrap_or_default()))
                 .ok()
-                .or_else(|| Name::from_ascii(&self.name).ok())
+                .or_else(|| Name::from_ascii(self.name()).ok())
                 .unwrap_or_else(Name::root);
             let mut q = Query::query(name, self.qtype);
             q.query_class = self.qclass;
@@ -251,12 +257,13 @@ impl Request {
     /// The question name in wire form as the client wrote it (case kept), when the request was
     /// read from the wire; `None` for a request built from a parsed message.
     pub fn qname_wire(&self) -> Option<&[u8]> {
-        (!self.qname_wire.is_empty()).then_some(&self.qname_wire[..])
+        let wire = &self.text.as_bytes()[self.name_len..];
+        (!wire.is_empty()).then_some(wire)
     }
 
     /// The question name in lower case, fully qualified (`example.org.`).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.text[..self.name_len]
     }
 
     pub fn qtype(&self) -> RecordType {

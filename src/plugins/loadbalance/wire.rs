@@ -20,19 +20,10 @@ const TYPE_CNAME: u16 = 5;
 const TYPE_MX: u16 = 15;
 const TYPE_AAAA: u16 = 28;
 
-/// Records per section handled here; a longer section goes the parsed way.
-const MAX_RECORDS: usize = 64;
+/// Records in one run of addresses shuffled here; a longer run goes the parsed way.
+const MAX_RUN_RECORDS: usize = 64;
 /// Bytes of address records moved through the stack buffer.
 const MAX_RUN: usize = 2048;
-
-#[derive(Clone, Copy, Default)]
-struct Rr {
-    start: usize,
-    end: usize,
-    rank: u8,
-    /// An A or AAAA record whose owner is one compression pointer.
-    movable: bool,
-}
 
 /// `round_robin`'s rank of a type: CNAME, other, address, MX.
 fn rank(rtype: u16) -> u8 {
@@ -42,6 +33,16 @@ fn rank(rtype: u16) -> u8 {
         TYPE_MX => 3,
         _ => 1,
     }
+}
+
+/// The byte range `[start, end)` of the address records of one section, and how many.
+#[derive(Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    records: usize,
+    /// Every record of the run can be moved as bytes.
+    movable: bool,
 }
 
 /// Shuffle every section of `wire` as `order::round_robin` would. Returns false, with `wire`
@@ -59,84 +60,97 @@ pub fn round_robin(wire: &mut [u8]) -> bool {
         };
         pos = end + 4;
     }
-    // Read every section first, so a malformed tail changes nothing.
-    let mut runs: [Option<(usize, usize, usize)>; 3] = [None; 3];
-    let mut records = [[Rr::default(); MAX_RECORDS]; 3];
+    // Check every section first, so a message this cannot handle is left as it is.
+    let mut runs: [Option<Run>; 3] = [None; 3];
     for (s, &n) in sections.iter().enumerate() {
-        if n > MAX_RECORDS {
-            return false;
-        }
-        let section = &mut records[s][..n];
-        for rr in section.iter_mut() {
-            let Some(after_name) = skip_name(wire, pos) else {
+        let mut last_rank = 0;
+        let mut mx = 0;
+        let mut run: Option<Run> = None;
+        for _ in 0..n {
+            let Some((rtype, movable, end)) = record(wire, pos) else {
                 return false;
             };
-            let Some(fixed) = wire.get(after_name..after_name + 10) else {
-                return false;
-            };
-            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
-            let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
-            let end = after_name + 10 + rdlen;
-            if end > wire.len() {
+            let r = rank(rtype);
+            if r < last_rank {
                 return false;
             }
-            let pointer_owner = wire[pos] & 0xc0 == 0xc0;
-            let rdata_ok = matches!((rtype, rdlen), (TYPE_A, 4) | (TYPE_AAAA, 16));
-            *rr = Rr {
-                start: pos,
-                end,
-                rank: rank(rtype),
-                movable: pointer_owner && rdata_ok,
-            };
+            last_rank = r;
+            match r {
+                2 => {
+                    let run = run.get_or_insert(Run {
+                        start: pos,
+                        end: pos,
+                        records: 0,
+                        movable: true,
+                    });
+                    run.end = end;
+                    run.records += 1;
+                    run.movable &= movable;
+                }
+                3 => mx += 1,
+                _ => {}
+            }
             pos = end;
         }
-        if section.windows(2).any(|w| w[0].rank > w[1].rank) {
+        // MX exchange names may be pointed at from later records: two or more go the parsed
+        // way. A lone record of a group needs no shuffle.
+        if mx > 1 {
             return false;
         }
-        let of = |r: u8| {
-            let first = section.partition_point(|x| x.rank < r);
-            let last = section.partition_point(|x| x.rank <= r);
-            (first, last)
-        };
-        let (mx_first, mx_last) = of(3);
-        if mx_last - mx_first > 1 {
-            return false;
-        }
-        let (first, last) = of(2);
-        if last - first > 1 {
-            if !section[first..last].iter().all(|r| r.movable) {
+        if let Some(run) = run.filter(|r| r.records > 1) {
+            // An address with a literal owner name might be pointed at: parse instead.
+            if !run.movable || run.records > MAX_RUN_RECORDS || run.end - run.start > MAX_RUN {
                 return false;
             }
-            if section[last - 1].end - section[first].start > MAX_RUN {
-                return false;
-            }
-            runs[s] = Some((s, first, last));
+            runs[s] = Some(run);
         }
     }
-    let mut rng = rand::rng();
-    for (s, first, last) in runs.into_iter().flatten() {
-        shuffle_run(wire, &records[s][first..last], &mut rng);
+    if runs.iter().any(Option::is_some) {
+        let mut rng = rand::rng();
+        for run in runs.into_iter().flatten() {
+            shuffle_run(wire, run, &mut rng);
+        }
     }
     true
 }
 
-/// Rewrite the contiguous records `run` in a uniformly random order.
-fn shuffle_run(wire: &mut [u8], run: &[Rr], rng: &mut rand::rngs::ThreadRng) {
-    let mut order = [0u8; MAX_RECORDS];
-    let order = &mut order[..run.len()];
-    for (i, o) in order.iter_mut().enumerate() {
-        *o = i as u8;
+/// The record at `pos`: its type, whether it is an A or AAAA record with a compression pointer
+/// for its owner (one that can be moved), and where it ends.
+fn record(wire: &[u8], pos: usize) -> Option<(u16, bool, usize)> {
+    let after_name = skip_name(wire, pos)?;
+    let fixed = wire.get(after_name..after_name + 10)?;
+    let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+    let rdlen = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    let end = after_name + 10 + rdlen;
+    if end > wire.len() {
+        return None;
     }
-    order.shuffle(rng);
-    let base = run[0].start;
-    let len = run[run.len() - 1].end - base;
+    let pointer_owner = wire[pos] & 0xc0 == 0xc0;
+    let rdata_ok = matches!((rtype, rdlen), (TYPE_A, 4) | (TYPE_AAAA, 16));
+    Some((rtype, pointer_owner && rdata_ok, end))
+}
+
+/// Rewrite the records of `run` in a uniformly random order.
+fn shuffle_run(wire: &mut [u8], run: Run, rng: &mut rand::rngs::ThreadRng) {
+    let mut bounds = [(0usize, 0usize); MAX_RUN_RECORDS];
+    let bounds = &mut bounds[..run.records];
+    let mut pos = run.start;
+    for b in bounds.iter_mut() {
+        // Checked by `round_robin` already.
+        let Some((_, _, end)) = record(wire, pos) else {
+            return;
+        };
+        *b = (pos - run.start, end - run.start);
+        pos = end;
+    }
+    bounds.shuffle(rng);
+    let len = run.end - run.start;
     let mut copy = [0u8; MAX_RUN];
-    copy[..len].copy_from_slice(&wire[base..base + len]);
-    let mut at = base;
-    for &i in order.iter() {
-        let r = run[usize::from(i)];
-        let n = r.end - r.start;
-        wire[at..at + n].copy_from_slice(&copy[r.start - base..r.end - base]);
+    copy[..len].copy_from_slice(&wire[run.start..run.end]);
+    let mut at = run.start;
+    for &(from, to) in bounds.iter() {
+        let n = to - from;
+        wire[at..at + n].copy_from_slice(&copy[from..to]);
         at += n;
     }
 }
