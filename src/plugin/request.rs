@@ -127,7 +127,7 @@ impl Request {
 
         // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
         // (labels of at most 63 octets, 255 octets in all with the root label).
-        let mut name = String::with_capacity(2 * wire.len().saturating_sub(16).max(2));
+        let mut text = Vec::with_capacity(2 * wire.len().saturating_sub(16).max(2));
         let mut pos = 12;
         loop {
             let len = usize::from(*wire.get(pos)?);
@@ -149,23 +149,22 @@ impl Request {
                 if !plain {
                     return None;
                 }
-                name.push(char::from(b.to_ascii_lowercase()));
             }
-            name.push('.');
+            text.extend(label.iter().map(u8::to_ascii_lowercase));
+            text.push(b'.');
             pos += 1 + len;
         }
         if pos - 12 > 255 {
             return None;
         }
-        if name.is_empty() {
-            name.push('.');
+        if text.is_empty() {
+            text.push(b'.');
         }
         let qname_end = pos;
-        let name_len = name.len();
-        for &b in &wire[12..qname_end] {
-            // Length octets (at most 63) and the characters checked above: all ASCII.
-            name.push(char::from(b));
-        }
+        let name_len = text.len();
+        // Length octets (at most 63) and the characters checked above: all ASCII.
+        text.extend_from_slice(&wire[12..qname_end]);
+        let text = String::from_utf8(text).ok()?;
         let fixed = wire.get(pos..pos + 4)?;
         let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
         let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
@@ -196,7 +195,7 @@ impl Request {
             wire_len: wire.len(),
             zone: ROOT_ZONE.with(Arc::clone),
             server: NO_SERVER.with(Arc::clone),
-            text: name,
+            text,
             name_len,
             metadata,
             qtype,
