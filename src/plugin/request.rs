@@ -360,3 +360,82 @@ mod tests {
         assert_eq!(req("a.", Some(4096), Proto::Tcp).size(), 65535);
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    fn query(labels: &[&[u8]], opt: Option<[u8; 11]>) -> Vec<u8> {
+        let mut w = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            opt.is_some() as u8,
+        ];
+        for l in labels {
+            w.push(l.len() as u8);
+            w.extend_from_slice(l);
+        }
+        w.extend_from_slice(&[0, 0, 1, 0, 1]);
+        if let Some(o) = opt {
+            w.extend_from_slice(&o);
+        }
+        w
+    }
+
+    /// Where the hand reader declines, hickory decides; where it reads, hickory agrees.
+    #[test]
+    fn hand_reader_matches_hickory_or_declines() {
+        let a: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let l63 = [b'a'; 63];
+        let l61 = [b'b'; 61];
+        let l62 = [b'b'; 62];
+        let opt = |class: u16, ttl: [u8; 4], rdlen: u8| {
+            let c = class.to_be_bytes();
+            Some([
+                0, 0, 41, c[0], c[1], ttl[0], ttl[1], ttl[2], ttl[3], 0, rdlen,
+            ])
+        };
+        // (query, read by hand)
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (query(&[b"WwW", b"Example", b"org"], None), true),
+            (query(&[], None), true),
+            (query(&[b"*", b"_sip", b"_tcp", b"x-1"], None), true),
+            // 255 octets in all is the limit; 256 is hickory's to refuse.
+            (query(&[&l63, &l63, &l63, &l61], None), true),
+            (query(&[&l63, &l63, &l63, &l62], None), false),
+            // Escaped by hickory: left to it.
+            (query(&[b"a b"], None), false),
+            (query(&[b"-a"], None), false),
+            (query(&[b"a.b"], None), false),
+            (query(&[b"a*"], None), false),
+            (query(&[&[0xc3, 0xa9]], None), false),
+            (query(&[b"a"], opt(4096, [0, 0, 0x80, 0], 0)), true),
+            (query(&[b"a"], opt(100, [0, 1, 0, 0], 0)), true),
+            (query(&[b"a"], opt(1232, [3, 0, 0, 0], 0)), true),
+            // Options, or an RDLENGTH past the end: hickory's.
+            (query(&[b"a"], opt(1232, [0, 0, 0, 0], 4)), false),
+        ];
+        for (wire, by_hand) in cases {
+            let fast = Request::from_wire(&wire, a, a, Proto::Udp);
+            assert_eq!(fast.is_some(), by_hand, "{wire:02x?}");
+            let Some(fast) = fast else { continue };
+            let msg = Message::from_vec(&wire).expect("hickory reads it too");
+            let full = Request::new(msg.clone(), a, a, Proto::Udp, wire.len()).unwrap();
+            assert_eq!(fast.name(), full.name());
+            assert_eq!(fast.qname().to_ascii(), full.qname().to_ascii());
+            assert_eq!(fast.edns(), full.edns());
+            assert_eq!(fast.metadata(), full.metadata());
+            assert_eq!(fast.size(), full.size());
+            assert_eq!(fast.msg(), &msg);
+        }
+    }
+}
