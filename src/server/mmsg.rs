@@ -8,8 +8,12 @@ use std::mem::zeroed;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
-/// Datagrams per system call: enough to amortize the call, small enough to keep latency low.
-pub const BATCH: usize = 32;
+/// Datagrams per system call. Under load the queue fills whole batches, and each call saves
+/// its entry and exit on every datagram: 128 served about 6% more cache hits per CPU-second
+/// than 32 (bench/peers.sh conditions). A full batch delays its first answer by the time the
+/// other 127 take, some tens of microseconds; at low rates batches are short and nothing
+/// waits. Receive buffers: 128 x 4 KiB per socket.
+pub const BATCH: usize = 128;
 
 /// Largest query accepted: a longer datagram is cut by the kernel (MSG_TRUNC) and dropped.
 /// Queries are small; CoreDNS's Go server reads at most 512 octets unless told otherwise.
