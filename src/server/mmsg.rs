@@ -4,7 +4,7 @@
 //! invariants spelled out.
 
 use std::io;
-use std::mem::zeroed;
+use std::mem::{MaybeUninit, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
@@ -25,6 +25,8 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Headers the last call filled.
+    filled: usize,
 }
 
 // The raw pointers inside point into the struct's own heap buffers, which never move.
@@ -44,6 +46,7 @@ impl RecvBatch {
             addrs: vec![unsafe { zeroed() }; BATCH],
             iovs: Vec::with_capacity(BATCH),
             hdrs: Vec::with_capacity(BATCH),
+            filled: 0,
         };
         for i in 0..BATCH {
             b.iovs.push(libc::iovec {
@@ -65,11 +68,13 @@ impl RecvBatch {
 
     /// Receive up to [`BATCH`] datagrams without blocking; `WouldBlock` when there are none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for h in &mut self.hdrs {
+        // The kernel wrote only the headers of the datagrams it returned last time.
+        for h in &mut self.hdrs[..self.filled] {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
+        self.filled = 0;
         // SAFETY: every header points at a live buffer and address slot owned by `self`, with
         // lengths that match them; the kernel writes only within those bounds.
         let n = unsafe {
@@ -84,6 +89,7 @@ impl RecvBatch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        self.filled = n as usize;
         Ok(n as usize)
     }
 
@@ -170,32 +176,34 @@ fn raw_addr(addr: &SocketAddr) -> (RawAddr, libc::socklen_t) {
 /// The call's headers live on the stack: nothing is allocated per batch.
 pub fn send_batch(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> usize {
     let mut sent = 0;
-    // SAFETY (all three): plain old data; all-zero is a valid value.
-    let mut addrs: [RawAddr; BATCH] = unsafe { zeroed() };
-    let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    // Left uninitialized: only the entries of the datagrams sent are written, so a batch of
+    // one does not clear the room for a full one.
+    let mut addrs = [const { MaybeUninit::<RawAddr>::uninit() }; BATCH];
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; BATCH];
+    let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; BATCH];
     while sent < out.len() {
         let chunk = &out[sent..(sent + BATCH).min(out.len())];
         for (i, (bytes, addr)) in chunk.iter().enumerate() {
             let (raw, len) = raw_addr(addr);
-            addrs[i] = raw;
-            iovs[i] = libc::iovec {
+            let name = addrs[i].write(raw);
+            let iov = iovs[i].write(libc::iovec {
                 iov_base: bytes.as_ptr() as *mut libc::c_void,
                 iov_len: bytes.len(),
-            };
+            });
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-            hdrs[i] = unsafe { zeroed() };
-            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut RawAddr).cast();
-            hdrs[i].msg_hdr.msg_namelen = len;
-            hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            let h = hdrs[i].write(unsafe { zeroed() });
+            h.msg_hdr.msg_name = (name as *mut RawAddr).cast();
+            h.msg_hdr.msg_namelen = len;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: the first `chunk.len()` headers point at addresses and buffers that outlive
-        // this call; the kernel only reads them (and writes msg_len into the headers we own).
+        // SAFETY: the first `chunk.len()` headers were written above and point at addresses
+        // and buffers that outlive this call; the kernel reads only those headers (and writes
+        // msg_len into them).
         let n = unsafe {
             libc::sendmmsg(
                 fd,
-                hdrs.as_mut_ptr(),
+                hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
                 chunk.len() as u32,
                 libc::MSG_DONTWAIT,
             )
