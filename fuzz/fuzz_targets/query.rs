@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
             Prepared::Serve(_, req) => {
                 // An answer built from the request itself, echoing whatever it carried.
                 let mut m = req.reply();
-                m.additionals.extend(req.msg.additionals.iter().cloned());
-                m.answers.extend(req.msg.answers.iter().cloned());
+                m.additionals.extend(req.msg().additionals.iter().cloned());
+                m.answers.extend(req.msg().answers.iter().cloned());
                 let bytes = finish(&req, Ok(Response::new(m, "fuzz")));
                 assert!(bytes.len() <= req.size());
                 let m = Message::from_vec(&bytes).expect("the answer parses");

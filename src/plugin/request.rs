@@ -2,10 +2,11 @@
 //! (CoreDNS's `request.Request`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::op::{Edns, EdnsFlags, Header, Message, Metadata, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 /// The transport a query arrived on, named as CoreDNS's `log` and metrics name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,11 +27,24 @@ impl Proto {
 /// The smallest UDP payload every DNS client accepts (RFC 1035 §4.2.1).
 pub const MIN_UDP_SIZE: u16 = 512;
 
+thread_local! {
+    /// The zone and server of a request read from the wire until the server routes it (and sets
+    /// both): one per thread, so the hot path neither allocates nor shares a reference count
+    /// between threads for them.
+    static ROOT_ZONE: Arc<str> = Arc::from(".");
+    static NO_SERVER: Arc<str> = Arc::from("");
+}
+
 /// A query that has a single question: the server answers FORMERR to anything else before a
 /// plugin sees it, so [`Request::query`] never fails.
+///
+/// The common query (one question, maybe an OPT record without options) is read straight from
+/// the wire by [`Request::from_wire`]: header, question and EDNS fields are kept as fields, and
+/// the question's [`Name`], its [`Query`] and the whole [`Message`] are only built when a plugin
+/// asks for them ([`Request::qname`], [`Request::query`], [`Request::msg`]). A cache hit or a
+/// local answer then never pays for hickory's full parse.
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub msg: Message,
     pub src: SocketAddr,
     pub local: SocketAddr,
     pub proto: Proto,
@@ -40,9 +54,20 @@ pub struct Request {
     /// server's address as CoreDNS labels it in metrics (`dns://:53`).
     pub zone: Arc<str>,
     pub server: Arc<str>,
-    /// The question name in lower case with its trailing dot, as logs, metrics and most plugins
-    /// compare it.
-    name: String,
+    /// The question name in lower case with its trailing dot (`name_len` bytes), as logs,
+    /// metrics and most plugins compare it; for a request read by [`Request::from_wire`] it is
+    /// followed by the question name in wire form as the client wrote it. One allocation holds
+    /// both: a name read by hand has only ASCII letters, digits, `-_*` and length octets below
+    /// 64, so its wire form is valid UTF-8 too.
+    text: String,
+    name_len: usize,
+    metadata: Metadata,
+    qtype: RecordType,
+    qclass: DNSClass,
+    edns: Option<Edns>,
+    /// Built on first use, and boxed so that a `Request` stays small to move.
+    query: OnceLock<Box<Query>>,
+    msg: OnceLock<Box<Message>>,
 }
 
 impl Request {
@@ -57,16 +82,127 @@ impl Request {
         if msg.queries.len() != 1 {
             return None;
         }
-        let name = lowercase_name(&msg.queries[0].name);
+        let q = &msg.queries[0];
+        let text = lowercase_name(&q.name);
         Some(Request {
-            msg,
             src,
             local,
             proto,
             wire_len,
             zone: Arc::from("."),
             server: Arc::from(""),
-            name,
+            name_len: text.len(),
+            text,
+            metadata: msg.metadata,
+            qtype: q.query_type,
+            qclass: q.query_class,
+            edns: msg.edns.clone(),
+            query: OnceLock::new(),
+            msg: OnceLock::from(Box::new(msg)),
+        })
+    }
+
+    /// Read the common query straight from `wire`: a header, one question whose name is
+    /// written out (no compression pointer) in letters, digits, `-`, `_` and a leading `*`,
+    /// and at most an OPT record without options. `None` for anything else, which the caller
+    /// then gives to hickory's full parse ([`Request::new`]); for what this accepts, the result
+    /// is the one that parse gives (the dispatch tests check it on mutated queries).
+    ///
+    /// Why by hand: hickory's `Message::from_vec` allocates the question, every record and the
+    /// name, and cannot stop after the question; for a cache hit it was the largest user-space
+    /// cost of a query.
+    pub fn from_wire(
+        wire: &[u8],
+        src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+    ) -> Option<Self> {
+        let header = wire.get(..12)?;
+        let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        let mut decoder = BinDecoder::new(header);
+        let mut metadata = Header::read(&mut decoder).ok()?.metadata;
+
+        // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
+        // (labels of at most 63 octets, 255 octets in all with the root label).
+        let mut text = Vec::with_capacity(2 * wire.len().saturating_sub(16).max(2));
+        let mut pos = 12;
+        loop {
+            let len = usize::from(*wire.get(pos)?);
+            if len == 0 {
+                pos += 1;
+                break;
+            }
+            if len > 63 {
+                return None;
+            }
+            let label = wire.get(pos + 1..pos + 1 + len)?;
+            for (i, &b) in label.iter().enumerate() {
+                // The characters hickory's `to_ascii` writes unescaped; any other name goes
+                // through hickory so that its escaping stays the one spelling of `name()`.
+                let plain = b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || (b == b'-' && i > 0)
+                    || (b == b'*' && i == 0);
+                if !plain {
+                    return None;
+                }
+            }
+            text.extend(label.iter().map(u8::to_ascii_lowercase));
+            text.push(b'.');
+            pos += 1 + len;
+        }
+        if pos - 12 > 255 {
+            return None;
+        }
+        if text.is_empty() {
+            text.push(b'.');
+        }
+        let qname_end = pos;
+        let name_len = text.len();
+        // Length octets (at most 63) and the characters checked above: all ASCII.
+        text.extend_from_slice(&wire[12..qname_end]);
+        let text = String::from_utf8(text).ok()?;
+        let fixed = wire.get(pos..pos + 4)?;
+        let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
+        let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+        pos += 4;
+
+        let edns = if count(10) == 1 {
+            // Root owner, type OPT, no RDATA; anything else (options, another record type) is
+            // left to hickory.
+            let opt = wire.get(pos..pos + 11)?;
+            if opt[0] != 0 || opt[1..3] != [0, 41] || opt[9..11] != [0, 0] {
+                return None;
+            }
+            let class = u16::from_be_bytes([opt[3], opt[4]]);
+            let mut e = Edns::new();
+            e.set_max_payload(class);
+            e.set_rcode_high(opt[5]);
+            e.set_version(opt[6]);
+            *e.flags_mut() = EdnsFlags::from(u16::from_be_bytes([opt[7], opt[8]]));
+            metadata.merge_response_code(opt[5]);
+            Some(e)
+        } else {
+            None
+        };
+        Some(Request {
+            src,
+            local,
+            proto,
+            wire_len: wire.len(),
+            zone: ROOT_ZONE.with(Arc::clone),
+            server: NO_SERVER.with(Arc::clone),
+            text,
+            name_len,
+            metadata,
+            qtype,
+            qclass,
+            edns,
+            query: OnceLock::new(),
+            msg: OnceLock::new(),
         })
     }
 
@@ -79,8 +215,37 @@ impl Request {
         Some(req)
     }
 
+    /// The whole query as a hickory message, parsed on first use.
+    pub fn msg(&self) -> &Message {
+        self.msg.get_or_init(|| {
+            let mut m = Message::query();
+            m.metadata = self.metadata;
+            m.queries.push(self.query().clone());
+            m.edns = self.edns.clone();
+            Box::new(m)
+        })
+    }
+
+    /// The query's header fields (ID, opcode, RD, CD, AD ...).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
     pub fn query(&self) -> &Query {
-        &self.msg.queries[0]
+        if let Some(m) = self.msg.get() {
+            return &m.queries[0];
+        }
+        self.query.get_or_init(|| {
+            // `from_wire` checked the name, so this read cannot fail; the fallback (the
+            // lower-case name) keeps a broken invariant from crashing a server.
+            let name = Name::read(&mut BinDecoder::new(self.qname_wire().unwrap_or_default()))
+                .ok()
+                .or_else(|| Name::from_ascii(self.name()).ok())
+                .unwrap_or_else(Name::root);
+            let mut q = Query::query(name, self.qtype);
+            q.query_class = self.qclass;
+            Box::new(q)
+        })
     }
 
     /// The question name as the client wrote it.
@@ -88,25 +253,32 @@ impl Request {
         &self.query().name
     }
 
+    /// The question name in wire form as the client wrote it (case kept), when the request was
+    /// read from the wire; `None` for a request built from a parsed message.
+    pub fn qname_wire(&self) -> Option<&[u8]> {
+        let wire = &self.text.as_bytes()[self.name_len..];
+        (!wire.is_empty()).then_some(wire)
+    }
+
     /// The question name in lower case, fully qualified (`example.org.`).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.text[..self.name_len]
     }
 
     pub fn qtype(&self) -> RecordType {
-        self.query().query_type
+        self.qtype
     }
 
     pub fn qclass(&self) -> DNSClass {
-        self.query().query_class
+        self.qclass
     }
 
     pub fn id(&self) -> u16 {
-        self.msg.metadata.id
+        self.metadata.id
     }
 
     pub fn edns(&self) -> Option<&Edns> {
-        self.msg.edns.as_ref()
+        self.edns.as_ref()
     }
 
     /// The DNSSEC OK bit.
@@ -139,9 +311,9 @@ impl Request {
 
     /// A reply skeleton: same ID, opcode, RD and CD bits, and question (miekg/dns `SetReply`).
     pub fn reply(&self) -> Message {
-        let mut m = Message::response(self.id(), self.msg.metadata.op_code);
-        m.metadata.recursion_desired = self.msg.metadata.recursion_desired;
-        m.metadata.checking_disabled = self.msg.metadata.checking_disabled;
+        let mut m = Message::response(self.id(), self.metadata.op_code);
+        m.metadata.recursion_desired = self.metadata.recursion_desired;
+        m.metadata.checking_disabled = self.metadata.checking_disabled;
         m.queries.push(self.query().clone());
         m
     }
@@ -186,5 +358,84 @@ mod tests {
         assert_eq!(req("a.", Some(100), Proto::Udp).size(), 512);
         assert_eq!(req("a.", Some(4096), Proto::Udp).size(), 4096);
         assert_eq!(req("a.", Some(4096), Proto::Tcp).size(), 65535);
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    fn query(labels: &[&[u8]], opt: Option<[u8; 11]>) -> Vec<u8> {
+        let mut w = vec![
+            0x12,
+            0x34,
+            0x01,
+            0x00,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            opt.is_some() as u8,
+        ];
+        for l in labels {
+            w.push(l.len() as u8);
+            w.extend_from_slice(l);
+        }
+        w.extend_from_slice(&[0, 0, 1, 0, 1]);
+        if let Some(o) = opt {
+            w.extend_from_slice(&o);
+        }
+        w
+    }
+
+    /// Where the hand reader declines, hickory decides; where it reads, hickory agrees.
+    #[test]
+    fn hand_reader_matches_hickory_or_declines() {
+        let a: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let l63 = [b'a'; 63];
+        let l61 = [b'b'; 61];
+        let l62 = [b'b'; 62];
+        let opt = |class: u16, ttl: [u8; 4], rdlen: u8| {
+            let c = class.to_be_bytes();
+            Some([
+                0, 0, 41, c[0], c[1], ttl[0], ttl[1], ttl[2], ttl[3], 0, rdlen,
+            ])
+        };
+        // (query, read by hand)
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (query(&[b"WwW", b"Example", b"org"], None), true),
+            (query(&[], None), true),
+            (query(&[b"*", b"_sip", b"_tcp", b"x-1"], None), true),
+            // 255 octets in all is the limit; 256 is hickory's to refuse.
+            (query(&[&l63, &l63, &l63, &l61], None), true),
+            (query(&[&l63, &l63, &l63, &l62], None), false),
+            // Escaped by hickory: left to it.
+            (query(&[b"a b"], None), false),
+            (query(&[b"-a"], None), false),
+            (query(&[b"a.b"], None), false),
+            (query(&[b"a*"], None), false),
+            (query(&[&[0xc3, 0xa9]], None), false),
+            (query(&[b"a"], opt(4096, [0, 0, 0x80, 0], 0)), true),
+            (query(&[b"a"], opt(100, [0, 1, 0, 0], 0)), true),
+            (query(&[b"a"], opt(1232, [3, 0, 0, 0], 0)), true),
+            // Options, or an RDLENGTH past the end: hickory's.
+            (query(&[b"a"], opt(1232, [0, 0, 0, 0], 4)), false),
+        ];
+        for (wire, by_hand) in cases {
+            let fast = Request::from_wire(&wire, a, a, Proto::Udp);
+            assert_eq!(fast.is_some(), by_hand, "{wire:02x?}");
+            let Some(fast) = fast else { continue };
+            let msg = Message::from_vec(&wire).expect("hickory reads it too");
+            let full = Request::new(msg.clone(), a, a, Proto::Udp, wire.len()).unwrap();
+            assert_eq!(fast.name(), full.name());
+            assert_eq!(fast.qname().to_ascii(), full.qname().to_ascii());
+            assert_eq!(fast.edns(), full.edns());
+            assert_eq!(fast.metadata(), full.metadata());
+            assert_eq!(fast.size(), full.size());
+            assert_eq!(fast.msg(), &msg);
+        }
     }
 }

@@ -34,19 +34,21 @@ pub enum Form {
 
 #[derive(Clone, Debug)]
 enum Body {
-    Parsed(Message),
+    /// Boxed, like the parsed copy below, so that a `Response` stays small: it is moved through
+    /// every plugin on the way back.
+    Parsed(Box<Message>),
     /// A complete DNS message without an OPT record. The header's ID is not meaningful (the
     /// server writes the query's); everything else is sent as is.
     Wire {
         bytes: Vec<u8>,
-        parsed: OnceLock<Message>,
+        parsed: OnceLock<Box<Message>>,
     },
 }
 
 impl Response {
     pub fn new(msg: Message, plugin: &'static str) -> Self {
         Response {
-            body: Body::Parsed(msg),
+            body: Body::Parsed(Box::new(msg)),
             plugin,
             max_udp_size: None,
         }
@@ -69,7 +71,9 @@ impl Response {
     pub fn message(&self) -> &Message {
         match &self.body {
             Body::Parsed(m) => m,
-            Body::Wire { bytes, parsed } => parsed.get_or_init(|| parse_or_servfail(bytes)),
+            Body::Wire { bytes, parsed } => {
+                parsed.get_or_init(|| Box::new(parse_or_servfail(bytes)))
+            }
         }
     }
 
@@ -77,7 +81,9 @@ impl Response {
     /// server encodes the changed message instead.
     pub fn message_mut(&mut self) -> &mut Message {
         if let Body::Wire { bytes, parsed } = &mut self.body {
-            let m = parsed.take().unwrap_or_else(|| parse_or_servfail(bytes));
+            let m = parsed
+                .take()
+                .unwrap_or_else(|| Box::new(parse_or_servfail(bytes)));
             self.body = Body::Parsed(m);
         }
         match &mut self.body {
@@ -88,10 +94,10 @@ impl Response {
 
     pub fn into_message(self) -> Message {
         match self.body {
-            Body::Parsed(m) => m,
+            Body::Parsed(m) => *m,
             Body::Wire { bytes, parsed } => parsed
                 .into_inner()
-                .unwrap_or_else(|| parse_or_servfail(&bytes)),
+                .map_or_else(|| parse_or_servfail(&bytes), |m| *m),
         }
     }
 
@@ -99,7 +105,7 @@ impl Response {
     pub fn into_form(self) -> Form {
         match self.body {
             Body::Wire { bytes, .. } => Form::Wire(bytes),
-            Body::Parsed(m) => Form::Message(m),
+            Body::Parsed(m) => Form::Message(*m),
         }
     }
 
@@ -107,6 +113,18 @@ impl Response {
     pub fn wire(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Wire { bytes, .. } => Some(bytes),
+            Body::Parsed(_) => None,
+        }
+    }
+
+    /// The pre-encoded bytes to change in place (a shuffle that keeps the message's length and
+    /// meaning); any parsed copy made earlier is dropped, so it cannot go stale.
+    pub fn wire_mut(&mut self) -> Option<&mut [u8]> {
+        match &mut self.body {
+            Body::Wire { bytes, parsed } => {
+                parsed.take();
+                Some(bytes)
+            }
             Body::Parsed(_) => None,
         }
     }

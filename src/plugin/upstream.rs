@@ -123,7 +123,7 @@ impl Upstream {
             .listeners
             .table(&req.server)
             .ok_or(LookupError::NoServer)?;
-        let mut msg = req.msg.clone();
+        let mut msg = req.msg().clone();
         msg.metadata.recursion_desired = true;
         msg.queries.clear();
         let mut query = Query::query(name, qtype);
@@ -258,7 +258,7 @@ mod tests {
             self.seen.lock().unwrap().push((
                 req.name().to_string(),
                 req.id(),
-                req.msg.metadata.recursion_desired,
+                req.msg().metadata.recursion_desired,
             ));
             Served::pending(async move {
                 let target = Name::from_ascii(self.target).unwrap();

@@ -147,9 +147,12 @@ fn in_reverse_network(name: &str, (net, bits): (IpAddr, u8)) -> bool {
 }
 
 /// What to do with a datagram or TCP message before any plugin runs.
+// The request is moved from here into the serve future by value; boxing it would cost an
+// allocation per query to save copying a few hundred bytes once.
+#[allow(clippy::large_enum_variant)]
 pub enum Prepared {
     /// Run this block's chain on the request.
-    Serve(Arc<BlockServer>, Box<Request>),
+    Serve(Arc<BlockServer>, Request),
     /// Answer at once (FORMERR, REFUSED, NOTIMP, BADVERS).
     Reply(Vec<u8>),
     /// Not worth an answer (a response, or too short to carry a header).
@@ -192,12 +195,20 @@ pub fn prepare(
     if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
         return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
     }
-    let msg = match Message::from_vec(wire) {
-        Ok(m) => m,
-        Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
-    };
-    let Some(mut req) = Request::new(msg, src, local, proto, wire.len()) else {
-        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
+    // The common query is read by hand; anything else gets hickory's full parse, which also
+    // decides what is malformed.
+    let mut req = match Request::from_wire(wire, src, local, proto) {
+        Some(req) => req,
+        None => {
+            let msg = match Message::from_vec(wire) {
+                Ok(m) => m,
+                Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
+            };
+            let Some(req) = Request::new(msg, src, local, proto, wire.len()) else {
+                return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
+            };
+            req
+        }
     };
     if req.qclass() != DNSClass::IN && !table.allow_chaos {
         return Prepared::Reply(refuse(table, &req));
@@ -212,7 +223,7 @@ pub fn prepare(
     };
     req.zone = block.zone.clone();
     req.server = block.server.clone();
-    Prepared::Serve(block.clone(), Box::new(req))
+    Prepared::Serve(block.clone(), req)
 }
 
 /// REFUSED before any block, counted as CoreDNS's `errorAndMetricsFunc` counts it.
@@ -238,7 +249,7 @@ fn badvers(req: &Request) -> Vec<u8> {
 
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
 /// listener can poll it once in place and only spawn it when it really waits.
-pub async fn serve(block: Arc<BlockServer>, req: Box<Request>) -> Vec<u8> {
+pub async fn serve(block: Arc<BlockServer>, req: Request) -> Vec<u8> {
     let Some(recorder) = &block.recorder else {
         let outcome = block.chain.serve(&req).await;
         return finish(&req, outcome);
@@ -806,7 +817,16 @@ mod tests {
                 Some((1232, 0)),
             ),
             query_wire("a.b.c.", RecordType::TXT, DNSClass::CH, Some((4096, 1))),
+            query_wire(
+                "Www.ExAmple.ORG.",
+                RecordType::AAAA,
+                DNSClass::IN,
+                Some((700, 0)),
+            ),
+            query_wire("*._tcp.a-b.org.", RecordType::SRV, DNSClass::IN, None),
+            query_wire(".", RecordType::NS, DNSClass::IN, Some((100, 0))),
         ];
+        let mut fast = 0;
         let mut x: u64 = 0x2545f4914f6cdd1d;
         let mut next = || {
             x ^= x << 13;
@@ -828,11 +848,14 @@ mod tests {
                     _ => w.insert((r >> 8) as usize % (w.len() + 1), 0xc0),
                 }
             }
+            if same_as_full_parse(&w) {
+                fast += 1;
+            }
             for proto in [Proto::Udp, Proto::Tcp] {
                 match run(&t, &w, proto) {
                     Prepared::Serve(_, req) => {
                         let mut m = req.reply();
-                        m.additionals.extend(req.msg.additionals.iter().cloned());
+                        m.additionals.extend(req.msg().additionals.iter().cloned());
                         let bytes = finish(&req, Ok(crate::plugin::Response::new(m, "t")));
                         assert!(bytes.len() <= req.size());
                         assert!(Message::from_vec(&bytes).is_ok());
@@ -846,6 +869,37 @@ mod tests {
                 }
             }
         }
+        // Enough mutants stay on the hand-read path for the comparison to mean something.
+        assert!(fast > 2_000, "only {fast} mutants read by hand");
+    }
+
+    /// When `Request::from_wire` reads `wire`, hickory's full parse must read it too and agree
+    /// on every field. Returns whether the hand parser took it.
+    fn same_as_full_parse(wire: &[u8]) -> bool {
+        let a = addr();
+        let Some(fast) = Request::from_wire(wire, a, a, Proto::Udp) else {
+            return false;
+        };
+        let what = format!("{wire:02x?}");
+        let msg = Message::from_vec(wire).expect(&what);
+        let full = Request::new(msg.clone(), a, a, Proto::Udp, wire.len()).expect(&what);
+        assert_eq!(fast.name(), full.name(), "{what}");
+        assert_eq!(fast.qtype(), full.qtype(), "{what}");
+        assert_eq!(fast.qclass(), full.qclass(), "{what}");
+        assert_eq!(fast.metadata(), full.metadata(), "{what}");
+        assert_eq!(fast.edns(), full.edns(), "{what}");
+        assert_eq!(fast.size(), full.size(), "{what}");
+        assert_eq!(fast.do_bit(), full.do_bit(), "{what}");
+        assert_eq!(fast.wire_len, full.wire_len, "{what}");
+        // Name equality ignores case; the client's spelling must be kept exactly.
+        assert_eq!(fast.qname().to_ascii(), full.qname().to_ascii(), "{what}");
+        let mut spelled = Vec::new();
+        let mut enc = BinEncoder::new(&mut spelled);
+        full.qname().emit(&mut enc).unwrap();
+        assert_eq!(fast.qname_wire(), Some(&spelled[..]), "{what}");
+        assert_eq!(fast.msg(), &msg, "{what}");
+        assert_eq!(fast.reply(), full.reply(), "{what}");
+        true
     }
 
     #[test]
@@ -856,5 +910,15 @@ mod tests {
         assert!(!in_reverse_network("32.0.0.10.in-addr.arpa.", net));
         assert!(in_reverse_network("0.0.10.in-addr.arpa.", net));
         assert!(!in_reverse_network("example.org.", net));
+    }
+}
+#[cfg(test)]
+mod sizes {
+    /// Requests and responses are moved through every plugin of the chain on every query; the
+    /// lazily built parts are boxed to keep these small. A guard against a field that undoes it.
+    #[test]
+    fn hot_path_values_stay_small() {
+        assert!(std::mem::size_of::<crate::plugin::Request>() <= 256);
+        assert!(std::mem::size_of::<crate::plugin::Outcome>() <= 80);
     }
 }

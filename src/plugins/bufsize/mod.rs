@@ -47,7 +47,7 @@ impl Plugin for Bufsize {
         let Some(edns) = req.edns().filter(|e| e.max_payload() > self.size) else {
             return next.serve(req);
         };
-        let mut msg = req.msg.clone();
+        let mut msg = req.msg().clone();
         let mut clamped_edns = edns.clone();
         clamped_edns.set_max_payload(self.size);
         msg.edns = Some(clamped_edns);
@@ -111,7 +111,7 @@ mod tests {
                 "{line} {client:?}"
             );
             // Nothing else about the query changes.
-            assert_eq!(asked.queries, req.msg.queries);
+            assert_eq!(asked.queries, req.msg().queries);
             assert_eq!(asked.metadata.id, req.id());
             assert_eq!(
                 asked.edns.as_ref().map(|e| e.flags().dnssec_ok),

@@ -309,7 +309,7 @@ impl Inner {
         let plugin = resp.plugin;
         let mut m = resp.into_message();
         m.queries = vec![req.query().clone()];
-        let q = &req.msg.metadata;
+        let q = &req.metadata();
         m.metadata.recursion_desired = q.recursion_desired;
         m.metadata.checking_disabled = q.checking_disabled;
         if !req.do_bit() && !q.authentic_data {
@@ -400,7 +400,7 @@ impl Inner {
         let plugin = resp.plugin;
         let mut m = resp.into_message();
         let do_bit = req.do_bit();
-        let q = &req.msg.metadata;
+        let q = &req.metadata();
         // OPT is hop-by-hop and never cached (RFC 6891 §6.1.1); the server gives the client
         // its own. A TSIG signature belongs to the upstream exchange.
         let edns = m.edns.take();
@@ -536,7 +536,7 @@ impl Plugin for Cache {
             req.qtype(),
             req.qclass(),
             req.do_bit(),
-            req.msg.metadata.checking_disabled,
+            req.metadata().checking_disabled,
         );
         let now = inner.clock.now_ms();
         match inner.store.with(key, |found| inner.judge(found, req, now)) {

@@ -97,7 +97,7 @@ pub fn set_ttls(wire: &mut [u8], offsets: &[u16], ttl: u32) {
 /// from the query, AA, RA and rcode from the cached answer, TC clear, and AD only when the
 /// client asked for DNSSEC (DO) or set AD itself (RFC 6840 §5.7-5.8).
 pub fn hit_flags(cached: [u8; 2], req: &Request) -> [u8; 2] {
-    let q = &req.msg.metadata;
+    let q = &req.metadata();
     let aa = cached[0] & 0x04;
     let opcode = (u8::from(q.op_code) & 0x0f) << 3;
     let rd = u8::from(q.recursion_desired);
@@ -114,6 +114,15 @@ pub fn hit_flags(cached: [u8; 2], req: &Request) -> [u8; 2] {
 /// Copy the client's spelling of the question name over the cached one (same name, maybe other
 /// case), as a reply's question echoes the query's.
 pub fn copy_qname(wire: &mut [u8], qname_end: usize, req: &Request) {
+    if let Some(asked) = req.qname_wire() {
+        // The entry matched this name, so the lengths agree; the check only guards the copy.
+        if let Some(dst) = wire.get_mut(HEADER..qname_end)
+            && dst.len() == asked.len()
+        {
+            dst.copy_from_slice(asked);
+        }
+        return;
+    }
     let mut pos = HEADER;
     for label in req.qname().iter() {
         let end = pos + 1 + label.len();

@@ -315,7 +315,7 @@ impl Dns64 {
         let Ok(target) = Name::from_ascii(in_addr_arpa(v4)) else {
             return next.serve(req);
         };
-        let mut msg = req.msg.clone();
+        let mut msg = req.msg().clone();
         msg.queries[0].name = target.clone();
         let Some(sub) = req.with_message(msg) else {
             return next.serve(req);
@@ -374,7 +374,7 @@ impl Dns64 {
 
 /// The same question with another type, from the same client.
 pub(crate) fn with_qtype(req: &Request, qtype: RecordType) -> Option<Request> {
-    let mut msg = req.msg.clone();
+    let mut msg = req.msg().clone();
     msg.queries[0].query_type = qtype;
     req.with_message(msg)
 }

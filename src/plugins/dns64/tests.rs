@@ -558,7 +558,7 @@ fn answers() {
                     assert_eq!(m.metadata.response_code, rcode, "{what}");
                     assert_eq!(show(&m.answers), case.answer, "{what}");
                     assert_eq!(show(&m.authorities), case.authority, "{what}");
-                    assert_eq!(m.queries, req.msg.queries, "{what}");
+                    assert_eq!(m.queries, req.msg().queries, "{what}");
                     assert!(!m.metadata.authentic_data, "{what}");
                 }
                 (None, Err(f)) => assert_eq!(f.rcode, ResponseCode::ServFail, "{what}"),

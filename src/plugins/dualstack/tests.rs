@@ -524,7 +524,7 @@ fn answers() {
                     assert_eq!(m.metadata.response_code, rcode, "{what}");
                     assert_eq!(show(&m.answers), case.answer, "{what}");
                     assert_eq!(show(&m.authorities), case.authority, "{what}");
-                    assert_eq!(m.queries, req.msg.queries, "{what}");
+                    assert_eq!(m.queries, req.msg().queries, "{what}");
                     assert_eq!(m.metadata.id, req.id(), "{what}");
                 }
                 (None, Err(f)) => assert_eq!(f.rcode, ResponseCode::ServFail, "{what}"),

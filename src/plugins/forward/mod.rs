@@ -140,7 +140,7 @@ impl Stanza {
         };
 
         let mut query = req
-            .msg
+            .msg()
             .to_vec()
             .map_err(|e| Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}")))?;
         let n = self.upstreams.len();

@@ -5,6 +5,7 @@ mod order;
 // Public (hidden) so the fuzz targets in `fuzz/` can feed the weight-file parser.
 #[doc(hidden)]
 pub mod weighted;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +155,25 @@ impl LoadBalance {
     }
 }
 
+impl LoadBalance {
+    /// `round_robin` without `prefer` on a wire-form answer: true when the answer is done
+    /// (shuffled, or nothing to do), false when it must go through [`LoadBalance::reorder`].
+    fn wire_round_robin(&self, qtype: RecordType, resp: &mut crate::plugin::Response) -> bool {
+        if !matches!(self.policy, Policy::RoundRobin) || !self.prefer.is_empty() {
+            return false;
+        }
+        if resp.wire().is_none() {
+            return false;
+        }
+        if resp.rcode() != ResponseCode::NoError
+            || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+        {
+            return true;
+        }
+        resp.wire_mut().is_some_and(wire::round_robin)
+    }
+}
+
 impl Plugin for LoadBalance {
     fn name(&self) -> &'static str {
         "loadbalance"
@@ -163,6 +183,10 @@ impl Plugin for LoadBalance {
         let qtype = req.qtype();
         next.serve(req).map(move |mut outcome| {
             if let Ok(resp) = &mut outcome {
+                // A cache hit is shuffled as bytes when it can be; anything else is parsed.
+                if self.wire_round_robin(qtype, resp) {
+                    return outcome;
+                }
                 self.reorder(qtype, resp.message_mut());
             }
             outcome

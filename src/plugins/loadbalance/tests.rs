@@ -775,3 +775,155 @@ fn bench_reorder() {
         );
     }
 }
+
+/// The next plugin in wire form, as a cache hit comes back.
+struct FixedWire(Vec<u8>);
+
+impl Plugin for FixedWire {
+    fn name(&self) -> &'static str {
+        "fixedwire"
+    }
+
+    fn serve<'a>(&'a self, _req: &'a Request, _next: Next<'a>) -> Served<'a> {
+        Served::Ready(Ok(Response::from_wire(self.0.clone(), "cache")))
+    }
+}
+
+/// Round robin on wire-form answers: the same orders as the parsed path, and the answer stays in
+/// wire form when the records could be moved as bytes.
+#[test]
+fn round_robin_on_wire_form() {
+    struct Case {
+        name: &'static str,
+        rcode: ResponseCode,
+        answer: &'static [&'static str],
+        additional: &'static [&'static str],
+        /// Answer records that keep their place, by index into the result.
+        fixed: &'static [(usize, &'static str)],
+        /// Distinct answer orders expected over many runs.
+        orders: usize,
+        /// Whether the answer must still be in wire form.
+        wire: bool,
+    }
+    let cases = [
+        Case {
+            name: "A RRset",
+            rcode: ResponseCode::NoError,
+            answer: &[
+                "a.example. A 10.0.0.1",
+                "a.example. A 10.0.0.2",
+                "a.example. A 10.0.0.3",
+            ],
+            additional: &[],
+            fixed: &[],
+            orders: 6,
+            wire: true,
+        },
+        Case {
+            name: "CNAME then A and AAAA",
+            rcode: ResponseCode::NoError,
+            answer: &[
+                "a.example. CNAME b.example.",
+                "b.example. A 10.0.0.1",
+                "b.example. AAAA 2001:db8::1",
+            ],
+            additional: &["b.example. A 10.0.0.9", "b.example. AAAA 2001:db8::9"],
+            fixed: &[(0, "CNAME b.example.")],
+            orders: 2,
+            wire: true,
+        },
+        Case {
+            name: "one address",
+            rcode: ResponseCode::NoError,
+            answer: &["a.example. A 10.0.0.1"],
+            additional: &[],
+            fixed: &[(0, "A 10.0.0.1")],
+            orders: 1,
+            wire: true,
+        },
+        Case {
+            name: "NXDOMAIN is left alone",
+            rcode: ResponseCode::NXDomain,
+            answer: &["a.example. A 10.0.0.1", "a.example. A 10.0.0.2"],
+            additional: &[],
+            fixed: &[(0, "A 10.0.0.1"), (1, "A 10.0.0.2")],
+            orders: 1,
+            wire: true,
+        },
+        Case {
+            name: "out of group order: parsed and sorted",
+            rcode: ResponseCode::NoError,
+            answer: &[
+                "b.example. A 10.0.0.1",
+                "a.example. CNAME b.example.",
+                "b.example. A 10.0.0.2",
+            ],
+            additional: &[],
+            fixed: &[(0, "CNAME b.example.")],
+            orders: 2,
+            wire: false,
+        },
+        Case {
+            name: "two MX: parsed",
+            rcode: ResponseCode::NoError,
+            answer: &[
+                "a.example. MX 10 m1.example.",
+                "a.example. MX 20 m2.example.",
+            ],
+            additional: &["m1.example. A 10.0.0.1"],
+            fixed: &[],
+            orders: 2,
+            wire: false,
+        },
+        Case {
+            name: "addresses of another owner written in full: parsed",
+            rcode: ResponseCode::NoError,
+            answer: &["x.example. A 10.0.0.1", "x.example. A 10.0.0.2"],
+            additional: &[],
+            fixed: &[],
+            orders: 2,
+            wire: false,
+        },
+    ];
+    let lb = setup("loadbalance");
+    for c in &cases {
+        let mut m = Message::response(0, hickory_proto::op::OpCode::Query);
+        m.metadata.response_code = c.rcode;
+        m.queries.push(Query::query(
+            Name::from_ascii("a.example.").unwrap(),
+            RecordType::A,
+        ));
+        m.answers = rrs(c.answer);
+        m.additionals = rrs(c.additional);
+        let next = Arc::new(FixedWire(m.to_vec().unwrap()));
+        let chain = Chain {
+            plugins: vec![lb.clone(), next as Arc<dyn Plugin>],
+        };
+        let req = request("a.example.", RecordType::A);
+        let mut seen = HashSet::new();
+        for _ in 0..300 {
+            let Served::Ready(Ok(resp)) = chain.serve(&req) else {
+                panic!("{}: no answer", c.name)
+            };
+            assert_eq!(resp.wire().is_some(), c.wire, "{}", c.name);
+            let got = resp.into_message();
+            assert_eq!(got.metadata.response_code, c.rcode, "{}", c.name);
+            let answers = shown(&got.answers);
+            let mut sorted = answers.clone();
+            sorted.sort();
+            let mut want = shown(&m.answers);
+            want.sort();
+            assert_eq!(sorted, want, "{}: same records", c.name);
+            let mut extra = shown(&got.additionals);
+            extra.sort();
+            let mut want = shown(&m.additionals);
+            want.sort();
+            assert_eq!(extra, want, "{}: same additional records", c.name);
+            for (i, text) in c.fixed {
+                assert_eq!(answers[*i], *text, "{}", c.name);
+            }
+            seen.insert(answers);
+        }
+        assert_eq!(seen.len(), c.orders, "{}: {seen:?}", c.name);
+    }
+}

@@ -306,10 +306,10 @@ fn answer<'m>(req: &Request, outcome: &'m Outcome) -> Answer<'m> {
                 qr: true,
                 aa: false,
                 tc: false,
-                rd: req.msg.metadata.recursion_desired,
+                rd: req.metadata().recursion_desired,
                 ra: false,
                 ad: false,
-                cd: req.msg.metadata.checking_disabled,
+                cd: req.metadata().checking_disabled,
             }),
             msg: None,
             wire_len: None,
@@ -393,7 +393,7 @@ fn render(format: &[Part], req: &Request, outcome: &Outcome, elapsed: Duration) 
                 let _ = write!(out, "{}", req.id());
             }
             Part::Opcode => {
-                let _ = write!(out, "{}", u8::from(req.msg.metadata.op_code));
+                let _ = write!(out, "{}", u8::from(req.metadata().op_code));
             }
             Part::Do => out.push_str(if req.do_bit() { "true" } else { "false" }),
             Part::Bufsize => {

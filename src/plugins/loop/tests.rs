@@ -284,7 +284,7 @@ impl Plugin for Reflect {
         let upstream = self.upstream.lock().unwrap().expect("upstream set");
         Served::pending(async move {
             let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            sock.send_to(&req.msg.to_vec().unwrap(), upstream)
+            sock.send_to(&req.msg().to_vec().unwrap(), upstream)
                 .await
                 .unwrap();
             let mut buf = vec![0u8; 4096];

@@ -22,6 +22,10 @@ struct Inner {
     bounds: &'static [f64],
     /// The size of one observed unit in the exported unit (1e-9 for nanoseconds as seconds).
     unit: f64,
+    /// For each bound, the largest whole number of units whose value (`n * unit`, in floating
+    /// point as the bound is compared) is within it, so an observation finds its bucket with
+    /// integer comparisons.
+    limits: Box<[u64]>,
     /// One counter per bound plus the +Inf bucket.
     counts: Box<[AtomicU64]>,
     /// The sum of observations, in units.
@@ -31,9 +35,11 @@ struct Inner {
 impl Histogram {
     pub fn new(bounds: &'static [f64], unit: f64) -> Self {
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        let limits = bounds.iter().map(|&b| limit(b, unit)).collect();
         Histogram(Arc::new(Inner {
             bounds,
             unit,
+            limits,
             counts,
             sum: AtomicU64::new(0),
         }))
@@ -42,9 +48,8 @@ impl Histogram {
     /// Record `n` units (bytes, nanoseconds).
     pub fn observe_units(&self, n: u64) {
         let inner = &*self.0;
-        let v = n as f64 * inner.unit;
-        // First bucket whose upper bound is >= v (`le` semantics); past the end is +Inf.
-        let i = inner.bounds.partition_point(|b| *b < v);
+        // First bucket whose upper bound is >= n * unit (`le` semantics); past the end is +Inf.
+        let i = inner.limits.partition_point(|&l| l < n);
         inner.counts[i].fetch_add(1, Ordering::Relaxed);
         inner.sum.fetch_add(n, Ordering::Relaxed);
     }
@@ -74,6 +79,21 @@ impl Histogram {
     pub fn sum(&self) -> f64 {
         self.0.sum.load(Ordering::Relaxed) as f64 * self.0.unit
     }
+}
+
+/// The largest `n` with `n as f64 * unit <= bound` (0 when there is none: a bound below one
+/// unit still holds the value 0).
+fn limit(bound: f64, unit: f64) -> u64 {
+    debug_assert!(bound >= 0.0 && bound.is_finite() && unit > 0.0);
+    let within = |n: u64| n as f64 * unit <= bound;
+    let mut n = (bound / unit).floor().clamp(0.0, (u64::MAX / 2) as f64) as u64;
+    while within(n + 1) {
+        n += 1;
+    }
+    while n > 0 && !within(n) {
+        n -= 1;
+    }
+    n
 }
 
 impl TypedMetric for Histogram {
@@ -109,6 +129,33 @@ mod tests {
         );
         assert_eq!(h.count(), 5);
         assert_eq!(h.sum(), 16.0);
+    }
+
+    /// The integer limits pick the bucket the floating-point comparison picks, around every
+    /// bound of the buckets `prometheus` uses.
+    #[test]
+    fn integer_limits_match_float_comparison() {
+        static DURATION: [f64; 5] = [0.00025, 0.001, 0.0305, 0.512, 8.192];
+        static SIZE: [f64; 4] = [0.0, 100.0, 1232.0, 65535.0];
+        for (bounds, unit) in [
+            (&DURATION[..], 1e-9),
+            (&SIZE[..], 1.0),
+            (&DURATION[..], 1e-6),
+        ] {
+            for &b in bounds {
+                let near = (b / unit).round() as u64;
+                for n in near.saturating_sub(3)..near + 3 {
+                    let v = n as f64 * unit;
+                    let by_float = bounds.partition_point(|x| *x < v);
+                    let by_int = bounds
+                        .iter()
+                        .map(|&x| limit(x, unit))
+                        .collect::<Vec<_>>()
+                        .partition_point(|&l| l < n);
+                    assert_eq!(by_float, by_int, "bound {b} unit {unit} n {n}");
+                }
+            }
+        }
     }
 
     #[test]

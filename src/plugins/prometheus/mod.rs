@@ -375,7 +375,9 @@ impl Recorder {
         }
     }
 
-    fn response_counter(&self, rcode: u16, plugin: &'static str) -> Counter {
+    /// Count one response; the handle is resolved once per plugin and rcode, and used by
+    /// reference (no `Arc` clone per query).
+    fn count_response(&self, rcode: u16, plugin: &'static str) {
         let make = || {
             self.metrics.responses.get_or_create_owned(&RcodeLabels {
                 plugin: plugin.into(),
@@ -390,10 +392,14 @@ impl Recorder {
             .iter()
             .position(|p| std::ptr::eq(*p, plugin) || *p == plugin);
         match slot {
-            Some(i) if (rcode as usize) < RCODES => self.responses[i * RCODES + rcode as usize]
-                .get_or_init(make)
-                .clone(),
-            _ => make(),
+            Some(i) if (rcode as usize) < RCODES => {
+                self.responses[i * RCODES + rcode as usize]
+                    .get_or_init(make)
+                    .inc();
+            }
+            _ => {
+                make().inc();
+            }
         }
     }
 }
@@ -447,7 +453,7 @@ impl QueryRecorder for Recorder {
                     .get_or_create_owned(&self.proto_labels(req.proto))
             })
             .observe_units(req.wire_len as u64);
-        self.response_counter(u16::from(rcode), plugin).inc();
+        self.count_response(u16::from(rcode), plugin);
     }
 }
 

@@ -179,7 +179,7 @@ impl Plugin for Rewrite {
             };
         }
 
-        let mut msg = work.msg.take().unwrap_or_else(|| req.msg.clone());
+        let mut msg = work.msg.take().unwrap_or_else(|| req.msg().clone());
         let name = match &work.qname {
             // Checked above.
             Some(n) => Name::from_ascii(n).unwrap_or_else(|_| req.qname().clone()),

@@ -163,7 +163,7 @@ impl<'r> Work<'r> {
 
     fn msg_mut(&mut self) -> &mut Message {
         let req = self.req;
-        self.msg.get_or_insert_with(|| req.msg.clone())
+        self.msg.get_or_insert_with(|| req.msg().clone())
     }
 
     /// CoreDNS's `setupEdns0Opt`: the OPT record, added (4096 bytes, DO clear) when the query

@@ -29,7 +29,7 @@ impl Plugin for Next0 {
     }
 
     fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
-        self.seen.lock().unwrap().push(req.msg.clone());
+        self.seen.lock().unwrap().push(req.msg().clone());
         Served::Ready(match (self.backend)(req) {
             Ok(m) => Ok(Response::new(m, "backend")),
             Err(rcode) => Err(Failure::error(rcode, "backend", "failed")),
@@ -614,10 +614,13 @@ impl AddOption for Ask {
 }
 
 impl AddOption for Request {
-    fn option(mut self, o: EdnsOption) -> Request {
-        let e = self.msg.edns.get_or_insert_with(Edns::new);
-        e.options_mut().insert(o);
-        self
+    fn option(self, o: EdnsOption) -> Request {
+        let mut msg = self.msg().clone();
+        msg.edns
+            .get_or_insert_with(Edns::new)
+            .options_mut()
+            .insert(o);
+        self.with_message(msg).expect("one question")
     }
 }
 
@@ -794,7 +797,7 @@ fn edns0_nsid_and_subnet() {
 /// A backend that echoes the query's EDNS0 options, as some upstreams do.
 fn echo_options(req: &Request) -> Result<Message, ResponseCode> {
     let mut m = a_records(req)?;
-    m.edns = req.msg.edns.clone();
+    m.edns = req.msg().edns.clone();
     Ok(m)
 }
 
@@ -1025,7 +1028,7 @@ fn no_match_passes_the_query_through() {
     // Answered at once: no copy of the query, no future.
     let served = plugin.serve(&req, Next::new(&rest));
     assert!(matches!(served, Served::Ready(Ok(_))));
-    assert_eq!(next.seen.lock().unwrap()[0], req.msg);
+    assert_eq!(&next.seen.lock().unwrap()[0], req.msg());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1148,7 +1151,11 @@ fn cname_exchange(
     let rest: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fixed(answer.iter().map(|t| rr(t)).collect()))];
     let req = crate::plugin::upstream::testkit::arrived(ask(qname, qtype).request());
     let m = testkit::message(run(plugin.as_ref(), &req, &rest));
-    assert_eq!(m.queries, req.msg.queries, "{qname}: the question as asked");
+    assert_eq!(
+        m.queries,
+        req.msg().queries,
+        "{qname}: the question as asked"
+    );
     let seen = targets.seen.lock().unwrap().clone();
     (m, seen)
 }

@@ -199,7 +199,7 @@ impl Object for MessageData<'_> {
         Kind::Struct
     }
     fn field(&self, name: &str) -> Option<Value<'_>> {
-        let h = &self.req.msg.metadata;
+        let h = &self.req.msg().metadata;
         Some(match name {
             "Id" => Value::Uint(u64::from(h.id), "uint16"),
             "Response" => Value::Bool(h.message_type == MessageType::Response),
@@ -218,7 +218,7 @@ impl Object for MessageData<'_> {
     }
     fn write(&self, out: &mut String) {
         // miekg/dns's `Msg.String()`, the dig-like text, without an OPT pseudo-section.
-        let h = &self.req.msg.metadata;
+        let h = &self.req.msg().metadata;
         let _ = write!(
             out,
             ";; opcode: {}, status: {}, id: {}\n;; flags:",
@@ -242,7 +242,7 @@ impl Object for MessageData<'_> {
         let _ = write!(
             out,
             "; QUERY: 1, ANSWER: 0, AUTHORITY: 0, ADDITIONAL: {}\n\n;; QUESTION SECTION:\n",
-            usize::from(self.req.msg.edns.is_some())
+            usize::from(self.req.msg().edns.is_some())
         );
         self.question.0.write(out);
         out.push('\n');

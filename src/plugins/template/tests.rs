@@ -73,7 +73,7 @@ fn check(corefile: &str, cases: Vec<Case>) {
                 assert_eq!(m.metadata.response_code, rcode, "{what}");
                 assert!(m.metadata.authoritative, "{what}: AA");
                 assert_eq!(m.metadata.id, req.id());
-                assert_eq!(m.queries, req.msg.queries);
+                assert_eq!(m.queries, req.msg().queries);
                 assert_eq!(show(&m.answers), c.answer, "{what}: answer");
                 assert_eq!(show(&m.authorities), c.authority, "{what}: authority");
                 assert_eq!(show(&m.additionals), c.additional, "{what}: additional");
@@ -517,10 +517,11 @@ fn special_characters_in_names_round_trip() {
         ". {\n template IN A {\n  answer \"{{ .Name }} 60 IN A 192.0.2.1\"\n }\n}\n",
     )
     .unwrap();
-    let mut req = ask("x.example.", RecordType::A).request();
+    let req = ask("x.example.", RecordType::A).request();
     let name = hickory_proto::rr::Name::from_labels(vec![&b"a b"[..], &b"Ex(1)"[..]]).unwrap();
-    req.msg.queries[0].name = name.clone();
-    let req = req.with_message(req.msg.clone()).unwrap();
+    let mut msg = req.msg().clone();
+    msg.queries[0].name = name.clone();
+    let req = req.with_message(msg).unwrap();
     let m = testkit::message(run(built.handler.unwrap().as_ref(), &req, &[]));
     assert_eq!(m.answers.len(), 1);
     let got: Vec<&[u8]> = m.answers[0].name.iter().collect();
@@ -730,9 +731,10 @@ fn names_are_spelled_as_coredns_spells_them() {
         (vec![], "."),
     ] {
         let name = Name::from_labels(labels).unwrap();
-        let mut req = ask("x.", RecordType::A).request();
-        req.msg.queries[0].name = name.clone();
-        let req = req.with_message(req.msg.clone()).unwrap();
+        let req = ask("x.", RecordType::A).request();
+        let mut msg = req.msg().clone();
+        msg.queries[0].name = name.clone();
+        let req = req.with_message(msg).unwrap();
         assert_eq!(super::query_name(&req), want);
         assert_eq!(presentation(&name, true), want);
     }

@@ -125,7 +125,7 @@ mod tests {
             assert!(m.metadata.authoritative);
             assert!(m.answers.is_empty() && m.authorities.is_empty());
             assert_eq!(show(&m.additionals), case.additional, "{}", req.name());
-            assert_eq!(m.queries, req.msg.queries);
+            assert_eq!(m.queries, req.msg().queries);
             assert_eq!(m.metadata.id, req.id());
         }
     }

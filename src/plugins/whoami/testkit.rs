@@ -190,7 +190,7 @@ impl Plugin for Recorder {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(req.msg.clone());
+            .push(req.msg().clone());
         self.answer.serve(req, next)
     }
 }
