@@ -6,7 +6,8 @@
 //! removes them again through a Drop guard, also when an assertion fails. ferrodns listens on the
 //! host side of the link, port 53, because `/etc/resolv.conf` cannot name a port; `ip netns exec`
 //! bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf` for the clients. Namespace
-//! tests hold a file-level mutex, so they run one after the other.
+//! tests hold a file-level mutex and a `flock` (for other processes running the suite), so they
+//! run one after the other.
 //!
 //! The clients are built by `tests/interop/build.sh` into `target/interop/` (kept across runs).
 //! What each client does, measured here, is tabled in `tests/interop/README.md`.
@@ -15,8 +16,10 @@ mod common;
 mod upstream;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -33,8 +36,30 @@ const NAME: &str = "postgresql-primary.interop.test";
 /// One namespace test at a time: they share port 53 and the `ip` command's view of the host.
 static NETNS: Mutex<()> = Mutex::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
-    NETNS.lock().unwrap_or_else(|e| e.into_inner())
+/// Held for the whole of a namespace test: the file-level mutex for this test binary, and an
+/// exclusive `flock` for other processes running the suite at the same time (another worktree,
+/// a second `cargo test`), which would otherwise put the same addresses on a second veth pair.
+struct Serial {
+    _lock: File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+fn serial() -> Serial {
+    let guard = NETNS.lock().unwrap_or_else(|e| e.into_inner());
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("ferrodns-interop-netns.lock"))
+        .expect("open the interop lock file");
+    // Blocks until the other process's test has finished (its lock goes with its descriptor,
+    // also when it dies).
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    Serial {
+        _lock: lock,
+        _guard: guard,
+    }
 }
 
 fn required() -> bool {
