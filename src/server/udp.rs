@@ -17,10 +17,11 @@ use arc_swap::ArcSwap;
 use tokio::io::Interest;
 use tokio::sync::watch;
 
-use super::dispatch::{Prepared, ZoneTable, prepare, serve};
+use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
 use crate::plugin::Proto;
+use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
 pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
@@ -101,10 +102,18 @@ async fn run(
                 Prepared::Reply(bytes) => out.push((bytes, src)),
                 Prepared::Serve(block, req) => {
                     let mut fut = Box::pin(serve(block, req));
-                    // Poll once in place: most answers are ready without waiting.
-                    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                        Poll::Ready(bytes) => out.push((bytes, src)),
-                        Poll::Pending => {
+                    // Poll once in place: most answers are ready without waiting. The plugins
+                    // run on this listener's own thread here, so a panic in one must not end
+                    // the thread (and silence the socket): it is caught, counted by the panic
+                    // hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's
+                    // per-query recover answers. A panic in a spawned task ends only that task.
+                    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                    }));
+                    match polled {
+                        Err(_) => out.push((reject(wire, ResponseCode::ServFail, true), src)),
+                        Ok(Poll::Ready(bytes)) => out.push((bytes, src)),
+                        Ok(Poll::Pending) => {
                             let sock = sock.clone();
                             let guard = InFlight::start();
                             tokio::spawn(async move {
@@ -131,5 +140,71 @@ async fn send(sock: &tokio::net::UdpSocket, bytes: &[u8], dst: SocketAddr) {
     if sock.try_send_to(bytes, dst).is_err() {
         // The send buffer was full (or the error is transient): wait for room once.
         let _ = sock.send_to(bytes, dst).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Chain, Next, Plugin, Request, Served};
+    use crate::server::dispatch::BlockServer;
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::time::Duration;
+
+    /// A plugin with a bug: it panics on every query.
+    struct Panics;
+
+    impl Plugin for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+
+        fn serve<'a>(&'a self, _req: &'a Request, _next: Next<'a>) -> Served<'a> {
+            panic!("a plugin bug");
+        }
+    }
+
+    #[test]
+    fn a_panicking_plugin_gets_servfail_and_the_socket_keeps_serving() {
+        let mut table = ZoneTable::default();
+        table.insert(
+            ".".into(),
+            None,
+            Arc::new(BlockServer {
+                chain: Chain {
+                    plugins: vec![Arc::new(Panics)],
+                },
+                zone: Arc::from("."),
+                server: Arc::from("dns://test"),
+                allow_chaos: false,
+                recorder: None,
+            }),
+        );
+        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = sock.local_addr().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        spawn(sock, Arc::new(ArcSwap::from_pointee(table)), stop).unwrap();
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        for id in [1u16, 2] {
+            let mut q = Message::query();
+            q.metadata.id = id;
+            q.queries.push(Query::query(
+                Name::from_ascii("example.org.").unwrap(),
+                RecordType::A,
+            ));
+            client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, _) = client
+                .recv_from(&mut buf)
+                .expect("an answer after the panic");
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            assert_eq!(m.metadata.id, id);
+            assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        }
     }
 }

@@ -19,12 +19,27 @@ pub struct Server {
     pub stderr: PathBuf,
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 right now.
+/// A port free for both UDP and TCP on 127.0.0.1 right now, chosen below the kernel's ephemeral
+/// range (32768 and up): a port the kernel hands out itself can be taken by any outgoing
+/// connection (an upstream, another test) between this check and ferrodns's bind.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32);
     loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        // splitmix64 over a per-process counter: distinct tests in one process and distinct
+        // test processes draw different ports.
+        let mut x = seed.wrapping_add(STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        let port = 20000 + (x % 12000) as u16;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -50,6 +65,10 @@ impl Server {
     }
 
     pub fn start_with(corefile: &str, extra_args: &[&str]) -> Server {
+        retry_taken_port(|| Self::spawn_with(corefile, extra_args))
+    }
+
+    fn spawn_with(corefile: &str, extra_args: &[&str]) -> Server {
         let port = free_port();
         let dir = temp_dir("srv");
         let conf = dir.join("Corefile");
@@ -66,29 +85,40 @@ impl Server {
             .stdin(Stdio::null())
             .spawn()
             .expect("start ferrodns");
-        let mut s = Server {
+        Server {
             child,
             port,
             dir,
             stdout,
             stderr,
-        };
-        s.wait_ready();
-        s
+        }
     }
 
     fn wait_ready(&mut self) {
+        if let Err(e) = self.try_ready() {
+            panic!("{e}");
+        }
+    }
+
+    /// Wait until the server accepts TCP; an error with its stderr if it exited instead.
+    fn try_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ferrodns exited with {status}: {}", self.stderr_text());
+                return Err(format!(
+                    "ferrodns exited with {status}: {}",
+                    self.stderr_text()
+                ));
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("ferrodns did not start listening: {}", self.stderr_text());
+        Err(format!(
+            "ferrodns did not start listening: {}",
+            self.stderr_text()
+        ))
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -243,6 +273,10 @@ pub fn require(cmd: &str) -> bool {
 /// Start with a Corefile plus files beside it (relative names, `PORT` replaced in every one) and
 /// extra environment variables for the server process.
 pub fn start_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
+    retry_taken_port(|| spawn_with_files(corefile, files, env))
+}
+
+fn spawn_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let dir = temp_dir("srv");
     let port_text = port.to_string();
@@ -265,15 +299,27 @@ pub fn start_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &s
         .stdin(Stdio::null())
         .spawn()
         .expect("start ferrodns");
-    let mut s = Server {
+    Server {
         child,
         port,
         dir,
         stdout,
         stderr,
-    };
-    s.wait_ready();
-    s
+    }
+}
+
+/// Start a server (spawned by `spawn`, not yet ready) and wait for it. If its port was taken
+/// between `free_port` and its bind, which a parallel test can cause, try again on another.
+fn retry_taken_port(spawn: impl Fn() -> Server) -> Server {
+    let mut attempts = 0;
+    loop {
+        let mut s = spawn();
+        match s.try_ready() {
+            Ok(()) => return s,
+            Err(e) if attempts < 4 && e.contains("address already in use") => attempts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 /// What a run that must fail left behind.
