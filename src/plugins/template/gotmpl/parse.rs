@@ -448,23 +448,10 @@ fn lex_until_error(src: &str) -> Vec<(Tok, usize)> {
                     p += 1;
                 }
                 '"' => {
-                    let mut q = p + 1;
-                    let mut ok = false;
-                    while q < b.len() {
-                        match b[q] {
-                            b'\\' => q += 2,
-                            b'\n' => break,
-                            b'"' => {
-                                ok = true;
-                                break;
-                            }
-                            _ => q += 1,
-                        }
-                    }
-                    if !ok {
+                    let Some(q) = closing_quote(b, p) else {
                         toks.push((Tok::Error("unterminated quoted string".into()), here));
                         return toks;
-                    }
+                    };
                     toks.push((Tok::Str(src[p..=q].to_string()), here));
                     p = q + 1;
                 }
@@ -478,23 +465,10 @@ fn lex_until_error(src: &str) -> Vec<(Tok, usize)> {
                     p = q + 1;
                 }
                 '\'' => {
-                    let mut q = p + 1;
-                    let mut ok = false;
-                    while q < b.len() {
-                        match b[q] {
-                            b'\\' => q += 2,
-                            b'\n' => break,
-                            b'\'' => {
-                                ok = true;
-                                break;
-                            }
-                            _ => q += 1,
-                        }
-                    }
-                    if !ok {
+                    let Some(q) = closing_quote(b, p) else {
                         toks.push((Tok::Error("unterminated character constant".into()), here));
                         return toks;
-                    }
+                    };
                     toks.push((Tok::Char(src[p..=q].to_string()), here));
                     p = q + 1;
                 }
@@ -1379,4 +1353,20 @@ impl<'s> Parser<'s> {
             }
         }))
     }
+}
+
+/// The index of the quote that closes the one at `open` (`"` or `'`), skipping backslash
+/// escapes; `None` when a newline or the end comes first, as Go's lexer reports it.
+fn closing_quote(b: &[u8], open: usize) -> Option<usize> {
+    let quote = b[open];
+    let mut q = open + 1;
+    while q < b.len() {
+        match b[q] {
+            b'\\' => q += 2,
+            b'\n' => return None,
+            c if c == quote => return Some(q),
+            _ => q += 1,
+        }
+    }
+    None
 }
