@@ -319,6 +319,18 @@ fn parse_errors_read_as_go_writes_them() {
             "{{ range $i, $j, $k := . }}{{ end }}",
             "template: answer:1: too many declarations in range",
         ),
+        (
+            "{{ \"a\\\" }}",
+            "template: answer:1: unterminated quoted string",
+        ),
+        (
+            "{{ \"a\n\" }}",
+            "template: answer:1: unterminated quoted string",
+        ),
+        (
+            "{{ 'a }}",
+            "template: answer:1: unterminated character constant",
+        ),
     ] {
         match Template::parse("answer", src) {
             Ok(_) => panic!("{src}: parsed"),
