@@ -65,33 +65,7 @@ impl Server {
     }
 
     pub fn start_with(corefile: &str, extra_args: &[&str]) -> Server {
-        retry_taken_port(|| Self::spawn_with(corefile, extra_args))
-    }
-
-    fn spawn_with(corefile: &str, extra_args: &[&str]) -> Server {
-        let port = free_port();
-        let dir = temp_dir("srv");
-        let conf = dir.join("Corefile");
-        std::fs::write(&conf, corefile.replace("PORT", &port.to_string())).unwrap();
-        let stdout = dir.join("stdout");
-        let stderr = dir.join("stderr");
-        let child = Command::new(binary())
-            .arg("-conf")
-            .arg(&conf)
-            .args(extra_args)
-            .current_dir(&dir)
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start ferrodns");
-        Server {
-            child,
-            port,
-            dir,
-            stdout,
-            stderr,
-        }
+        retry_taken_port(|| spawn(corefile, &[], &[], extra_args))
     }
 
     fn wait_ready(&mut self) {
@@ -273,10 +247,17 @@ pub fn require(cmd: &str) -> bool {
 /// Start with a Corefile plus files beside it (relative names, `PORT` replaced in every one) and
 /// extra environment variables for the server process.
 pub fn start_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
-    retry_taken_port(|| spawn_with_files(corefile, files, env))
+    retry_taken_port(|| spawn(corefile, files, env, &[]))
 }
 
-fn spawn_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
+/// Write the Corefile and the files beside it (`PORT` replaced in each) into a fresh folder and
+/// start the binary there, without waiting for it.
+fn spawn(
+    corefile: &str,
+    files: &[(&str, &str)],
+    env: &[(&str, &str)],
+    extra_args: &[&str],
+) -> Server {
     let port = free_port();
     let dir = temp_dir("srv");
     let port_text = port.to_string();
@@ -292,6 +273,7 @@ fn spawn_with_files(corefile: &str, files: &[(&str, &str)], env: &[(&str, &str)]
     let child = Command::new(binary())
         .arg("-conf")
         .arg(&conf)
+        .args(extra_args)
         .envs(env.iter().copied())
         .current_dir(&dir)
         .stdout(std::fs::File::create(&stdout).unwrap())
