@@ -13,7 +13,7 @@
 //!   networks of the next boundary, and the block serves each of their reverse zones:
 //!   `10.0.0.0/27` is the 32 zones `0.0.0.10.in-addr.arpa.` ... `31.0.0.10.in-addr.arpa.`,
 //!   `10.0.0.0/15` is `0.10.in-addr.arpa.` and `1.10.in-addr.arpa.` (CoreDNS's `cidr.Split`).
-//!   No name filter is involved, so [`ServerKey::network`] stays `None`.
+//!   No name filter is involved: routing needs only the zone names.
 //! - Zones are lowercase FQDNs.
 //!
 //! Where ferrodns is stricter: CoreDNS accepts an unknown scheme, a non-numeric or out-of-range
@@ -77,9 +77,6 @@ pub struct ServerKey {
     pub zone: String,
     /// The port written in the key; `None` means the scheme's default.
     pub port: Option<u16>,
-    /// A network that names must lie in to match this key. CoreDNS 1.14 expands CIDR keys into
-    /// whole reverse zones instead, so [`parse_key`] never sets it.
-    pub network: Option<(IpAddr, u8)>,
     /// The key as written (after environment variables).
     pub original: String,
 }
@@ -133,7 +130,6 @@ pub fn parse_key(key: &str) -> Result<Vec<ServerKey>, String> {
             scheme,
             zone,
             port,
-            network: None,
             original: key.to_string(),
         })
         .collect())
@@ -369,7 +365,6 @@ mod tests {
             assert_eq!(k[0].zone, *zone, "{key}");
             assert_eq!(k[0].port, *port, "{key}");
             assert_eq!(k[0].port_or(53), *effective, "{key}");
-            assert_eq!(k[0].network, None, "{key}");
             assert_eq!(k[0].original, *key);
         }
         assert_eq!(parse_key("example.org").unwrap()[0].port_or(1053), 1053);

@@ -190,7 +190,6 @@ pub mod testkit {
         for (zone, plugins) in blocks {
             table.insert(
                 zone.to_string(),
-                None,
                 Arc::new(BlockServer {
                     chain: Chain { plugins },
                     zone: Arc::from(zone),

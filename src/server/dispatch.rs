@@ -1,7 +1,7 @@
 //! From bytes in to bytes out: parse a query, find its server block, run the chain, and make the
 //! answer fit the client (EDNS0, truncation), as CoreDNS's `dnsserver.Server.ServeDNS` does.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,8 +27,6 @@ pub struct BlockServer {
 
 struct ZoneEntry {
     zone: String,
-    /// Only names inside this network match (CIDR keys off an octet boundary).
-    network: Option<(IpAddr, u8)>,
     block: Arc<BlockServer>,
 }
 
@@ -44,26 +42,15 @@ pub struct ZoneTable {
 }
 
 impl ZoneTable {
-    /// Add a zone; false when the zone (with the same network filter) is already there.
-    pub fn insert(
-        &mut self,
-        zone: String,
-        network: Option<(IpAddr, u8)>,
-        block: Arc<BlockServer>,
-    ) -> bool {
-        if self
-            .entries
-            .iter()
-            .any(|e| e.zone == zone && e.network == network)
-        {
+    /// Add a zone; false when the zone is already there. (CIDR keys arrive already split into
+    /// reverse zones on label boundaries, as CoreDNS 1.14 splits them, so a zone name is all
+    /// that routing needs.)
+    pub fn insert(&mut self, zone: String, block: Arc<BlockServer>) -> bool {
+        if self.entries.iter().any(|e| e.zone == zone) {
             return false;
         }
         self.allow_chaos |= block.allow_chaos;
-        self.entries.push(ZoneEntry {
-            zone,
-            network,
-            block,
-        });
+        self.entries.push(ZoneEntry { zone, block });
         self.entries
             .sort_by_key(|e| std::cmp::Reverse(e.zone.len()));
         true
@@ -79,8 +66,7 @@ impl ZoneTable {
     }
 
     /// The block for `name`, picked as CoreDNS's `Server.ServeDNS` picks it: the longest
-    /// matching zone (a CIDR key off an octet boundary also filters on the address the name
-    /// spells), the root zone as the last resort. A DS record lives on the parent side of a zone
+    /// matching zone, the root zone as the last resort. A DS record lives on the parent side of a zone
     /// cut, so for DS CoreDNS keeps climbing and uses the highest non-root zone that matched.
     pub fn lookup(&self, name: &str, qtype: RecordType) -> Option<&Arc<BlockServer>> {
         let mut root = None;
@@ -97,52 +83,9 @@ impl ZoneTable {
                 ds = Some(&e.block);
                 continue;
             }
-            if e.network.is_none_or(|n| in_reverse_network(name, n)) {
-                return Some(&e.block);
-            }
+            return Some(&e.block);
         }
         ds.or(root)
-    }
-}
-
-/// Whether a reverse name (`5.0.0.10.in-addr.arpa.`) lies in a network. Names that are not full
-/// addresses match when the prefix they spell overlaps the network.
-fn in_reverse_network(name: &str, (net, bits): (IpAddr, u8)) -> bool {
-    let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
-    match net {
-        IpAddr::V4(v4) => {
-            if !name.ends_with(".in-addr.arpa.") {
-                return false;
-            }
-            let octets: Vec<u8> = labels[..labels.len().saturating_sub(2)]
-                .iter()
-                .rev()
-                .filter_map(|l| l.parse().ok())
-                .collect();
-            let net = v4.octets();
-            let known = (octets.len() * 8).min(bits as usize);
-            (0..known).all(|bit| {
-                let (i, shift) = (bit / 8, 7 - bit % 8);
-                (octets[i] >> shift) & 1 == (net[i] >> shift) & 1
-            })
-        }
-        IpAddr::V6(v6) => {
-            if !name.ends_with(".ip6.arpa.") {
-                return false;
-            }
-            let nibbles: Vec<u8> = labels[..labels.len().saturating_sub(2)]
-                .iter()
-                .rev()
-                .filter_map(|l| u8::from_str_radix(l, 16).ok())
-                .collect();
-            let net = v6.octets();
-            let known = (nibbles.len() * 4).min(bits as usize);
-            (0..known).all(|bit| {
-                let nib = net[bit / 8] >> (if bit % 8 < 4 { 4 } else { 0 }) & 0xf;
-                let shift = 3 - bit % 4;
-                (nibbles[bit / 4] >> shift) & 1 == (nib >> shift) & 1
-            })
-        }
     }
 }
 
@@ -458,7 +401,7 @@ mod tests {
     fn table(zones: &[&str], allow_chaos: bool) -> ZoneTable {
         let mut t = ZoneTable::default();
         for z in zones {
-            assert!(t.insert(z.to_string(), None, block(z, allow_chaos)));
+            assert!(t.insert(z.to_string(), block(z, allow_chaos)));
         }
         t
     }
@@ -901,17 +844,8 @@ mod tests {
         assert_eq!(fast.reply(), full.reply(), "{what}");
         true
     }
-
-    #[test]
-    fn reverse_network_filter() {
-        let net = ("10.0.0.0".parse().unwrap(), 27);
-        assert!(in_reverse_network("5.0.0.10.in-addr.arpa.", net));
-        assert!(in_reverse_network("31.0.0.10.in-addr.arpa.", net));
-        assert!(!in_reverse_network("32.0.0.10.in-addr.arpa.", net));
-        assert!(in_reverse_network("0.0.10.in-addr.arpa.", net));
-        assert!(!in_reverse_network("example.org.", net));
-    }
 }
+
 #[cfg(test)]
 mod sizes {
     /// Requests and responses are moved through every plugin of the chain on every query; the

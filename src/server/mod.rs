@@ -248,7 +248,7 @@ pub fn build(corefile: &Corefile, dns_port: u16, shared: &Arc<Shared>) -> Result
                 if table.dropped.is_none() {
                     table.dropped = observers.iter().find_map(|o| o.0.attach_listener(&label));
                 }
-                if !table.insert(key.zone.clone(), key.network, server) {
+                if !table.insert(key.zone.clone(), server) {
                     return Err(Error::at(
                         &block.loc,
                         format!(

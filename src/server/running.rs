@@ -282,7 +282,6 @@ mod tests {
         let mut table = ZoneTable::default();
         table.insert(
             ".".into(),
-            None,
             Arc::new(super::super::dispatch::BlockServer {
                 chain: crate::plugin::Chain {
                     plugins: vec![Arc::new(Slow)],

@@ -170,7 +170,6 @@ mod tests {
         let mut table = ZoneTable::default();
         table.insert(
             ".".into(),
-            None,
             Arc::new(BlockServer {
                 chain: Chain {
                     plugins: vec![Arc::new(Panics)],
