@@ -175,6 +175,10 @@ mod tests {
             (Duration::from_secs(300), "5m0s"),
             (Duration::from_secs(3723), "1h2m3s"),
             (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (Duration::from_nanos(42), "42ns"),
         ] {
             assert_eq!(go_duration_string(d), want);
         }

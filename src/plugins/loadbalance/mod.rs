@@ -14,12 +14,12 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
 use crate::corefile::Error;
-use crate::plugin::parse::go_duration;
+use crate::plugin::parse::{go_duration, go_duration_string};
 use crate::plugin::setup::{Setup, SetupResult};
 use crate::plugin::{Next, Plugin, Request, Served};
 
 use order::Cidr;
-use weighted::{LoadError, WeightFile, go_duration_string};
+use weighted::{LoadError, WeightFile};
 
 /// How the addresses of an answer are ordered.
 enum Policy {

@@ -189,45 +189,6 @@ impl WeightFile {
     }
 }
 
-/// A duration as Go prints one (`30s`, `1m30s`, `1.5s`, `500ms`), for log lines that CoreDNS
-/// writes with `%v`.
-pub fn go_duration_string(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let frac = |value: u128, unit: u128, suffix: &str| {
-        let whole = value / unit;
-        let rest = value % unit;
-        if rest == 0 {
-            return format!("{whole}{suffix}");
-        }
-        let digits = unit.to_string().len() - 1;
-        let rest = format!("{rest:0digits$}");
-        format!("{whole}.{}{suffix}", rest.trim_end_matches('0'))
-    };
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return frac(nanos, 1_000, "µs");
-    }
-    if nanos < 1_000_000_000 {
-        return frac(nanos, 1_000_000, "ms");
-    }
-    let secs = nanos / 1_000_000_000;
-    let sub = nanos % 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let seconds = frac(s * 1_000_000_000 + sub, 1_000_000_000, "s");
-    if h > 0 {
-        format!("{h}h{m}m{seconds}")
-    } else if m > 0 {
-        format!("{m}m{seconds}")
-    } else {
-        seconds
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,23 +285,6 @@ mod tests {
         let f = WeightFile::new(PathBuf::from("/nonexistent/ferrodns/wf"), Duration::ZERO);
         assert_eq!(f.load(), Err(LoadError::Open));
         assert_eq!(LoadError::Open.to_string(), "weight file open error");
-    }
-
-    #[test]
-    fn durations_print_as_go_prints_them() {
-        for (d, want) in [
-            (Duration::ZERO, "0s"),
-            (Duration::from_secs(30), "30s"),
-            (Duration::from_secs(90), "1m30s"),
-            (Duration::from_secs(60), "1m0s"),
-            (Duration::from_secs(3600), "1h0m0s"),
-            (Duration::from_millis(1500), "1.5s"),
-            (Duration::from_millis(500), "500ms"),
-            (Duration::from_micros(1500), "1.5ms"),
-            (Duration::from_nanos(42), "42ns"),
-        ] {
-            assert_eq!(go_duration_string(d), want);
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
