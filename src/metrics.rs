@@ -7,6 +7,8 @@
 //! first setup registers it, every later setup (another server block, a reload) gets the same
 //! counters back, so values survive a reload as they do in CoreDNS.
 
+pub mod histogram;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -269,10 +269,8 @@ impl Stanza {
                     continue;
                 }
                 Ok(m) => {
-                    up.metrics.observe(
-                        u16::from(m.metadata.response_code),
-                        start.elapsed().as_secs_f64(),
-                    );
+                    up.metrics
+                        .observe(u16::from(m.metadata.response_code), start.elapsed());
                     // A UDP client gets the truncated answer and retries over TCP itself; a
                     // TCP client (here only through `prefer_udp`) must not see TC.
                     if m.metadata.truncation && wire == Wire::Udp && req.proto == Proto::Tcp {

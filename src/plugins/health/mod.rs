@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::histogram::Histogram;
 use crate::plugin::parse::listen_addr;
 use crate::plugin::setup::{HttpReply, Setup, SetupResult};
-use crate::plugins::prometheus::histogram::Histogram;
 
 const DEFAULT_ADDR: &str = ":8080";
 

@@ -6,7 +6,6 @@
 //! block's [`QueryRecorder`]: one recorder per block and listener, holding its label values and
 //! the counter handles it has already resolved, so a query costs atomic adds, not label lookups.
 
-pub mod histogram;
 pub mod process;
 
 use std::sync::{Arc, OnceLock};
@@ -20,19 +19,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::metrics::histogram::{Histogram, TIME_BUCKETS};
 use crate::plugin::observe::{BlockObserver, QueryRecorder};
 use crate::plugin::setup::{HttpReply, Observer, Setup, SetupResult};
 use crate::plugin::{Chain, Proto, Request};
-use histogram::Histogram;
 
 /// Where metrics are served when no address is given.
 const DEFAULT_ADDR: &str = "localhost:9153";
-
-/// CoreDNS's `plugin.TimeBuckets`: 0.25 ms doubling up to 8.192 s.
-pub static TIME_BUCKETS: [f64; 16] = [
-    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
-    2.048, 4.096, 8.192,
-];
 
 /// The request and response size buckets of CoreDNS's `vars` package.
 pub static SIZE_BUCKETS: [f64; 14] = [
