@@ -19,6 +19,9 @@ use super::Stop;
 
 use crate::plugin::setup::HttpHandler;
 
+/// Open connections per HTTP listener at most (the DNS TCP listener's cap too).
+const MAX_CONNECTIONS: usize = 1024;
+
 /// The routes served on one address.
 pub type Routes = Arc<Vec<(&'static str, HttpHandler)>>;
 
@@ -64,6 +67,7 @@ pub async fn run(
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -73,19 +77,37 @@ pub async fn run(
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
+        // Past the cap a new connection is closed at once: probes and scrapes open one
+        // connection at a time, so only a flood reaches it, and file descriptors stay bounded.
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let routes = routes.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let routes = routes.load_full();
                 async move { Ok::<_, Infallible>(respond(&routes, req.uri().path())) }
             });
             // A client that never finishes its request headers (a slowloris on /metrics)
             // is cut off instead of holding the connection forever.
-            let _ = http1::Builder::new()
+            let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            // When the listener stops (shutdown, or a reload that drops this address) its
+            // connections end too: a kept-alive scraper must not hold the old routes, and with
+            // them the old configuration, alive. A request in progress is finished first.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.stopped() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
         });
     }
 }

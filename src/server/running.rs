@@ -252,10 +252,28 @@ mod tests {
             .unwrap();
         assert!(body.unwrap().ends_with("two"));
 
-        // Dropped from the configuration: closed.
+        // Dropped from the configuration: closed, and so is a connection still open to it
+        // (it would hold the old routes alive).
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
         running.apply(instance(&metrics, &[])).unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert!(std::net::TcpStream::connect(addr).is_err());
+        let closed = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            idle.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            // End of stream or a reset: closed. A read timeout: still open.
+            match idle.read(&mut [0u8; 64]) {
+                Ok(n) => n == 0,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            }
+        })
+        .await
+        .unwrap();
+        assert!(closed, "the idle connection outlived its listener");
     }
 
     /// Answers after a pause, like a forwarded query.
