@@ -276,23 +276,18 @@ fn raise_fd_limit() {
     }
 }
 
-/// The SHA-512 of every file the configuration was read from, in order, as lowercase hex.
-fn config_hash(source: &Source, corefile: &Corefile) -> std::io::Result<String> {
+/// The SHA-512 of the configuration as it was parsed, lowercase hex: for a file, of the bytes
+/// of every file the parser read (imports too, in order); for stdin or the default, of the
+/// text. Never a second read of the files, which could see a newer version than was parsed.
+fn config_hash(source: &Source, corefile: &Corefile) -> String {
     use sha2::{Digest, Sha512};
-    let mut h = Sha512::new();
     match source {
-        Source::File(path) => {
-            // The parser lists every file it read (imports too); the main file at least.
-            if corefile.files.is_empty() {
-                h.update(std::fs::read(path)?);
-            }
-            for f in &corefile.files {
-                h.update(std::fs::read(f)?);
-            }
-        }
-        Source::Stdin(text) | Source::Default(text) => h.update(text.as_bytes()),
+        Source::File(_) => corefile.sha512.clone(),
+        Source::Stdin(text) | Source::Default(text) => Sha512::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Build and serve the next configuration; on error the running one stays untouched.
@@ -302,7 +297,16 @@ fn restart(
     metrics: &Arc<Metrics>,
     running: &mut Running,
 ) -> Result<Corefile, String> {
-    let corefile = source.load()?;
+    apply(source.load()?, port, metrics, running)
+}
+
+/// Build and serve `corefile`; on error the running configuration stays untouched.
+fn apply(
+    corefile: Corefile,
+    port: u16,
+    metrics: &Arc<Metrics>,
+    running: &mut Running,
+) -> Result<Corefile, String> {
     let shared = Shared::new(metrics.clone());
     let instance = server::build(&corefile, port, &shared).map_err(|e| e.to_string())?;
     running.apply(instance)?;
@@ -323,7 +327,7 @@ fn watch_for(running: &Running, source: &Source, corefile: &Corefile) -> Option<
         .reload
         .lock()
         .unwrap_or_else(|e| e.into_inner()))?;
-    let hash = config_hash(source, corefile).unwrap_or_default();
+    let hash = config_hash(source, corefile);
     ferrodns::info!("plugin/reload: Running configuration SHA512 = {hash}");
     reload::metrics(&running.shared.metrics).set_version(None, &hash);
     Some(Watch {
@@ -423,15 +427,14 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
             _ = tick => {
                 let Some(w) = watch.as_mut() else { continue };
                 w.next = tokio::time::Instant::now() + w.every;
-                let current = match source.load().and_then(|c| {
-                    config_hash(&source, &c).map_err(|e| e.to_string())
-                }) {
-                    Ok(h) => h,
+                let loaded = match source.load() {
+                    Ok(c) => c,
                     Err(e) => {
                         ferrodns::warning!("plugin/reload: Corefile load failed: {e}");
                         continue;
                     }
                 };
+                let current = config_hash(&source, &loaded);
                 if current == w.hash {
                     continue;
                 }
@@ -440,7 +443,9 @@ async fn run(source: Source, corefile: Corefile, port: u16, flags: Flags) -> Exi
                 // The same broken file is not tried again: only a further change is.
                 w.hash = current;
                 ferrodns::info!("Reloading");
-                match restart(&source, port, &metrics, &mut running) {
+                // The configuration just hashed is the one applied: reading the files again
+                // could pick up a newer version than the hash describes.
+                match apply(loaded, port, &metrics, &mut running) {
                     Ok(corefile) => {
                         watch = watch_for(&running, &source, &corefile);
                         ferrodns::info!("Reloading complete");

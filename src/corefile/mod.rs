@@ -67,6 +67,10 @@ pub struct Corefile {
     /// The Corefile itself (as named, when read from a file) and every imported file (absolute),
     /// in the order they were read.
     pub files: Vec<PathBuf>,
+    /// SHA-512 (lowercase hex) of the bytes of `files`, in order, as the parser read them.
+    /// `reload` compares this, never a second read of the files, so a change that lands between
+    /// parsing and hashing cannot become the baseline and be missed.
+    pub sha512: String,
     /// Things CoreDNS logs as `[WARNING]` while parsing (a glob that matched no file), for the
     /// caller to print.
     pub warnings: Vec<String>,

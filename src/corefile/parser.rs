@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use super::lexer::{self, Kind};
 use super::{Corefile, Directive, Error, Loc, ServerBlock, Token};
 
@@ -38,6 +40,7 @@ pub fn parse_file(path: &Path) -> Result<Corefile, Error> {
     let identity = std::fs::canonicalize(path).unwrap_or(abs);
     let mut parser = Parser::new(&lexer::process_env);
     parser.files.push(path.to_path_buf());
+    parser.digest.update(&bytes);
     parser.run(
         &path.to_string_lossy(),
         &text,
@@ -129,6 +132,8 @@ struct Parser<'e> {
     snippet_imports: usize,
     file_imports: usize,
     files: Vec<PathBuf>,
+    /// Over the bytes of `files`, as they were read.
+    digest: sha2::Sha512,
     warnings: Vec<String>,
     env: &'e dyn Fn(&str) -> Option<String>,
     /// Off only for fuzzing: file imports then match nothing.
@@ -146,6 +151,7 @@ impl<'e> Parser<'e> {
             snippet_imports: 0,
             file_imports: 0,
             files: Vec::new(),
+            digest: sha2::Sha512::default(),
             warnings: Vec::new(),
             env,
             files_allowed: true,
@@ -168,9 +174,16 @@ impl<'e> Parser<'e> {
         words.reverse();
         self.words = words;
         let blocks = self.blocks()?;
+        let sha512 = self
+            .digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Corefile {
             blocks,
             files: self.files,
+            sha512,
             warnings: self.warnings,
         })
     }
@@ -598,6 +611,7 @@ impl<'e> Parser<'e> {
                 .map_err(|e| Error::at(&arg.loc, format!("Could not import {shown}: {e}")))?;
             if !self.files.contains(&path) {
                 self.files.push(path.clone());
+                self.digest.update(&bytes);
             }
             let frame = self.frames.len();
             self.frames.push(Frame {

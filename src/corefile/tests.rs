@@ -628,3 +628,23 @@ fn random_corefiles_never_panic() {
         let _ = parse_key(&text);
     }
 }
+
+#[test]
+fn sha512_covers_exactly_the_bytes_parsed() {
+    use sha2::{Digest, Sha512};
+    let t = TempDir::new("sha");
+    let main_text = "import a.conf\n. {\n  import a.conf\n  whoami\n}\n";
+    let import_text = "# imported twice, hashed once\n";
+    let main = t.write("Corefile", main_text);
+    t.write("a.conf", import_text);
+    let c = parse_file(&main).unwrap();
+    let want: String = Sha512::digest(format!("{main_text}{import_text}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(c.sha512, want);
+    // Changing the file afterwards does not change what was parsed.
+    t.write("a.conf", "# changed\n");
+    assert_eq!(c.sha512, want);
+    assert_ne!(parse_file(&main).unwrap().sha512, want);
+}
