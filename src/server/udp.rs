@@ -129,8 +129,8 @@ async fn run(
             }
         }
         out.retain(|(bytes, _)| !bytes.is_empty());
-        let sent = mmsg::send_batch(fd, &out);
-        for (bytes, dst) in out.drain(..).skip(sent) {
+        mmsg::send_batch(fd, &mut out);
+        for (bytes, dst) in out.drain(..) {
             send(&sock, &bytes, dst).await;
         }
     }
