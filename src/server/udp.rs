@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 
 use arc_swap::ArcSwap;
 use tokio::io::Interest;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve};
 use super::mmsg::{self, RecvBatch};
@@ -80,7 +80,9 @@ async fn run(
     let local = sock.local_addr()?;
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
-    let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
+    let outbox = Arc::new(Outbox::default());
+    tokio::spawn(outbox.clone().flush(sock.clone()));
+    let mut out: Answers = Vec::with_capacity(mmsg::BATCH);
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -114,14 +116,11 @@ async fn run(
                         Err(_) => out.push((reject(wire, ResponseCode::ServFail, true), src)),
                         Ok(Poll::Ready(bytes)) => out.push((bytes, src)),
                         Ok(Poll::Pending) => {
-                            let sock = sock.clone();
+                            let outbox = outbox.clone();
                             let guard = InFlight::start();
                             tokio::spawn(async move {
-                                let _guard = guard;
                                 let bytes = fut.await;
-                                if !bytes.is_empty() {
-                                    send(&sock, &bytes, src).await;
-                                }
+                                outbox.push(bytes, src, guard);
                             });
                         }
                     }
@@ -132,6 +131,54 @@ async fn run(
         mmsg::send_batch(fd, &mut out);
         for (bytes, dst) in out.drain(..) {
             send(&sock, &bytes, dst).await;
+        }
+    }
+}
+
+/// Encoded answers and the clients they go to.
+type Answers = Vec<(Vec<u8>, SocketAddr)>;
+
+/// Answers that had to wait (forwarded queries) finish in tasks of their own. They are gathered
+/// here and sent in batches by one task, as the answers ready at once are, instead of one system
+/// call each: a burst of upstream replies becomes one `sendmmsg`.
+#[derive(Default)]
+struct Outbox {
+    /// The answers, and the in-flight marks that keep shutdown waiting until they are sent.
+    queue: Mutex<(Answers, Vec<InFlight>)>,
+    ready: Notify,
+}
+
+impl Outbox {
+    fn push(&self, bytes: Vec<u8>, dst: SocketAddr, guard: InFlight) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.push((bytes, dst));
+        q.1.push(guard);
+        drop(q);
+        // The tasks woken with this one run before the flusher does (the runtime runs tasks in
+        // the order they were woken), so their answers join the same batch.
+        self.ready.notify_one();
+    }
+
+    /// Send whatever has been gathered, each time some arrives; ends with the runtime.
+    async fn flush(self: Arc<Self>, sock: Arc<tokio::net::UdpSocket>) {
+        let fd = sock.as_raw_fd();
+        let mut out = Vec::with_capacity(mmsg::BATCH);
+        let mut guards = Vec::new();
+        loop {
+            self.ready.notified().await;
+            {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::swap(&mut q.0, &mut out);
+                std::mem::swap(&mut q.1, &mut guards);
+            }
+            mmsg::send_batch(fd, &mut out);
+            for (bytes, dst) in out.drain(..) {
+                send(&sock, &bytes, dst).await;
+            }
+            guards.clear();
         }
     }
 }
