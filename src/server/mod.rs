@@ -1,6 +1,7 @@
 //! Running a configuration: build every server block's chain, group blocks by listener, and
 //! serve them over UDP and TCP (and HTTP for the endpoints plugins ask for).
 
+pub mod deferred;
 pub mod dispatch;
 pub mod http;
 pub mod mmsg;

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 
+use super::deferred;
 use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
@@ -95,6 +96,8 @@ async fn run(
             Err(_) => continue,
         };
         let table = table.load();
+        // Queries to upstreams made while serving this batch leave together at its end.
+        deferred::begin();
         for i in 0..n {
             let Some((wire, src)) = batch.get(i) else {
                 continue;
@@ -127,6 +130,7 @@ async fn run(
                 }
             }
         }
+        deferred::flush();
         out.retain(|(bytes, _)| !bytes.is_empty());
         mmsg::send_batch(fd, &mut out);
         for (bytes, dst) in out.drain(..) {
