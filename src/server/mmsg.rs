@@ -430,4 +430,39 @@ mod tests {
             assert_eq!(got, want);
         }
     }
+
+    /// A dual-stack socket (`.:53` binds `[::]`) segments answers to IPv4 clients too: they are
+    /// addressed as IPv4-mapped IPv6.
+    #[test]
+    fn a_dual_stack_socket_segments_to_mapped_ipv4_clients() {
+        let server = socket2::Socket::new(
+            socket2::Domain::IPV6,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        server.set_only_v6(false).unwrap();
+        server
+            .bind(&"[::]:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let port = client.local_addr().unwrap().port();
+        let mapped = SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
+        let mut out: Vec<_> = (0..10u8).map(|i| (vec![i; 30], mapped)).collect();
+        send_batch(server.as_raw_fd(), &mut out);
+        assert!(out.is_empty());
+        let mut buf = [0u8; 64];
+        let mut got: Vec<u8> = (0..10)
+            .map(|_| {
+                assert_eq!(client.recv(&mut buf).unwrap(), 30);
+                buf[0]
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..10).collect::<Vec<u8>>());
+        assert!(GSO.load(Ordering::Relaxed), "this kernel segments");
+    }
 }
