@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// its entry and exit on every datagram: 128 served about 6% more cache hits per CPU-second
 /// than 32 (bench/peers.sh conditions). A full batch delays its first answer by the time the
 /// other 127 take, some tens of microseconds; at low rates batches are short and nothing
-/// waits. Receive buffers: 128 x 4 KiB per socket.
+/// waits. A listener's receive buffers: 128 x 4 KiB per socket.
 pub const BATCH: usize = 128;
 
 /// Largest query accepted: a longer datagram is cut by the kernel (MSG_TRUNC) and dropped.
@@ -22,7 +22,9 @@ pub const MAX_QUERY: usize = 4096;
 
 /// Buffers for one `recvmmsg` call, reused for every call on one socket.
 pub struct RecvBatch {
-    bufs: Vec<[u8; MAX_QUERY]>,
+    /// `count` buffers of `size` octets, end to end.
+    bufs: Vec<u8>,
+    size: usize,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -40,22 +42,31 @@ impl Default for RecvBatch {
 }
 
 impl RecvBatch {
+    /// [`BATCH`] buffers of [`MAX_QUERY`] octets: a listener's.
     pub fn new() -> Self {
+        Self::sized(BATCH, MAX_QUERY)
+    }
+
+    /// `count` buffers (at most [`BATCH`]) of `size` octets each.
+    pub fn sized(count: usize, size: usize) -> Self {
+        let count = count.clamp(1, BATCH);
         let mut b = RecvBatch {
-            bufs: vec![[0u8; MAX_QUERY]; BATCH],
+            bufs: vec![0u8; count * size],
+            size,
             // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-            addrs: vec![unsafe { zeroed() }; BATCH],
-            iovs: Vec::with_capacity(BATCH),
-            hdrs: Vec::with_capacity(BATCH),
+            addrs: vec![unsafe { zeroed() }; count],
+            iovs: Vec::with_capacity(count),
+            hdrs: Vec::with_capacity(count),
             filled: 0,
         };
-        for i in 0..BATCH {
+        for i in 0..count {
+            let iov_base = b.bufs[i * size..].as_mut_ptr().cast();
             b.iovs.push(libc::iovec {
-                iov_base: b.bufs[i].as_mut_ptr().cast(),
-                iov_len: MAX_QUERY,
+                iov_base,
+                iov_len: size,
             });
         }
-        for i in 0..BATCH {
+        for i in 0..count {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
             let mut h: libc::mmsghdr = unsafe { zeroed() };
             h.msg_hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
@@ -67,7 +78,8 @@ impl RecvBatch {
         b
     }
 
-    /// Receive up to [`BATCH`] datagrams without blocking; `WouldBlock` when there are none.
+    /// Receive as many datagrams as there are buffers, without blocking; `WouldBlock` when
+    /// there are none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // The kernel wrote only the headers of the datagrams it returned last time.
         for h in &mut self.hdrs[..self.filled] {
@@ -82,7 +94,7 @@ impl RecvBatch {
             libc::recvmmsg(
                 fd,
                 self.hdrs.as_mut_ptr(),
-                BATCH as u32,
+                self.hdrs.len() as u32,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -97,13 +109,23 @@ impl RecvBatch {
     /// Datagram `i` of the last call and its sender; `None` for a datagram that was cut short
     /// or whose sender address is not IP.
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
-        let h = self.hdrs.get(i)?;
-        if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+        let (bytes, cut) = self.get_cut(i)?;
+        if cut {
             return None;
         }
-        let len = (h.msg_len as usize).min(MAX_QUERY);
-        let addr = from_storage(&self.addrs[i])?;
-        Some((&self.bufs[i][..len], addr))
+        Some((bytes, from_storage(&self.addrs[i])?))
+    }
+
+    /// Datagram `i` of the last call (on a connected socket, whose sender is known), and
+    /// whether it was longer than the buffer and so cut short.
+    pub fn get_cut(&self, i: usize) -> Option<(&[u8], bool)> {
+        if i >= self.filled {
+            return None;
+        }
+        let h = &self.hdrs[i];
+        let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let len = (h.msg_len as usize).min(self.size);
+        Some((&self.bufs[i * self.size..i * self.size + len], cut))
     }
 }
 
@@ -464,5 +486,25 @@ mod tests {
         got.sort();
         assert_eq!(got, (0..10).collect::<Vec<u8>>());
         assert!(GSO.load(Ordering::Relaxed), "this kernel segments");
+    }
+
+    /// A datagram longer than the buffers is reported as cut, with what fitted; the others of
+    /// the same call are whole.
+    #[test]
+    fn a_datagram_longer_than_the_buffer_is_reported_cut() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        tx.send(&[1; 16]).unwrap();
+        tx.send(&[2; 100]).unwrap();
+        tx.send(&[3; 64]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut batch = RecvBatch::sized(8, 64);
+        assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 3);
+        assert_eq!(batch.get_cut(0), Some((&[1u8; 16][..], false)));
+        assert_eq!(batch.get_cut(1), Some((&[2u8; 64][..], true)));
+        assert_eq!(batch.get_cut(2), Some((&[3u8; 64][..], false)));
+        assert!(batch.get(1).is_none(), "a listener drops a cut query");
+        assert!(batch.get_cut(3).is_none());
     }
 }
