@@ -81,6 +81,9 @@ async fn run(
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
+    // Where a query's serve future is polled in place: one box, reused by every answer that is
+    // ready at once, so a cache hit allocates no future (only one that waits takes its box).
+    let mut slot = Box::pin(None);
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -101,24 +104,42 @@ async fn run(
                 Prepared::Drop => {}
                 Prepared::Reply(bytes) => out.push((bytes, src)),
                 Prepared::Serve(block, req) => {
-                    let mut fut = Box::pin(serve(block, req));
+                    slot.set(Some(serve(block, req)));
                     // Poll once in place: most answers are ready without waiting. The plugins
                     // run on this listener's own thread here, so a panic in one must not end
                     // the thread (and silence the socket): it is caught, counted by the panic
                     // hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's
                     // per-query recover answers. A panic in a spawned task ends only that task.
-                    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-                    }));
+                    let polled =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            match slot.as_mut().as_pin_mut() {
+                                Some(fut) => fut.poll(&mut Context::from_waker(Waker::noop())),
+                                None => Poll::Ready(Vec::new()),
+                            }
+                        }));
                     match polled {
-                        Err(_) => out.push((reject(wire, ResponseCode::ServFail, true), src)),
-                        Ok(Poll::Ready(bytes)) => out.push((bytes, src)),
+                        Err(_) => {
+                            slot.set(None);
+                            out.push((reject(wire, ResponseCode::ServFail, true), src));
+                        }
+                        Ok(Poll::Ready(bytes)) => {
+                            slot.set(None);
+                            out.push((bytes, src));
+                        }
                         Ok(Poll::Pending) => {
+                            // The future waits: it takes the slot's box along, and the next
+                            // query gets a new one.
+                            let mut fut = std::mem::replace(&mut slot, Box::pin(None));
                             let sock = sock.clone();
                             let guard = InFlight::start();
                             tokio::spawn(async move {
                                 let _guard = guard;
-                                let bytes = fut.await;
+                                let bytes =
+                                    std::future::poll_fn(|cx| match fut.as_mut().as_pin_mut() {
+                                        Some(fut) => fut.poll(cx),
+                                        None => Poll::Ready(Vec::new()),
+                                    })
+                                    .await;
                                 if !bytes.is_empty() {
                                     send(&sock, &bytes, src).await;
                                 }
