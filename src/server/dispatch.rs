@@ -12,7 +12,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use crate::dnsname::is_subdomain;
 use crate::plugin::observe::QueryRecorder;
 use crate::plugin::request::Question;
-use crate::plugin::{Chain, Failure, Outcome, Proto, Request};
+use crate::plugin::{Chain, Failure, Outcome, Proto, Request, Served};
 
 /// One server block as reached through one of its keys.
 pub struct BlockServer {
@@ -232,18 +232,28 @@ fn badvers(req: &Request) -> Vec<u8> {
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
 /// listener can poll it once in place and only spawn it when it really waits.
 pub async fn serve(block: Arc<BlockServer>, req: Request) -> Vec<u8> {
+    serve_since(block, req, Instant::now()).await
+}
+
+/// [`serve`] for a query received at `received`, which is where its duration is measured from
+/// (`coredns_dns_request_duration_seconds`). A UDP listener passes the time it read the batch
+/// of queries: the clock is read once per batch instead of once per query, and the duration
+/// then also counts the wait behind the batch's earlier queries, which the client sees too.
+pub async fn serve_since(block: Arc<BlockServer>, req: Request, received: Instant) -> Vec<u8> {
+    // Most answers are ready at once; only a handler that waits pays for the await.
+    let outcome = match block.chain.serve(&req) {
+        Served::Ready(outcome) => outcome,
+        Served::Pending(fut) => fut.await,
+    };
     let Some(recorder) = &block.recorder else {
-        let outcome = block.chain.serve(&req).await;
         return finish(&req, outcome);
     };
-    let start = Instant::now();
-    let outcome = block.chain.serve(&req).await;
     let (rcode, plugin) = match &outcome {
         Ok(resp) => (resp.rcode(), resp.plugin),
         Err(f) => (f.rcode, ""),
     };
     let bytes = finish(&req, outcome);
-    recorder.record(&req, rcode, plugin, bytes.len(), start);
+    recorder.record(&req, rcode, plugin, bytes.len(), received);
     bytes
 }
 

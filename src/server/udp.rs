@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -17,10 +18,10 @@ use arc_swap::ArcSwap;
 use tokio::io::Interest;
 use tokio::sync::watch;
 
-use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve};
+use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve_since};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
-use crate::plugin::Proto;
+use crate::plugin::{Proto, wirebuf};
 use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -96,6 +97,7 @@ async fn run(
             Err(_) => continue,
         };
         let table = table.load();
+        let received = Instant::now();
         for i in 0..n {
             let Some((wire, src)) = batch.get(i) else {
                 continue;
@@ -104,7 +106,7 @@ async fn run(
                 Prepared::Drop => {}
                 Prepared::Reply(bytes) => out.push((bytes, src)),
                 Prepared::Serve(block, req) => {
-                    slot.set(Some(serve(block, req)));
+                    slot.set(Some(serve_since(block, req, received)));
                     // Poll once in place: most answers are ready without waiting. The plugins
                     // run on this listener's own thread here, so a panic in one must not end
                     // the thread (and silence the socket): it is caught, counted by the panic
@@ -151,8 +153,12 @@ async fn run(
         }
         out.retain(|(bytes, _)| !bytes.is_empty());
         let sent = mmsg::send_batch(fd, &out);
-        for (bytes, dst) in out.drain(..).skip(sent) {
-            send(&sock, &bytes, dst).await;
+        for (i, (bytes, dst)) in out.drain(..).enumerate() {
+            if i >= sent {
+                send(&sock, &bytes, dst).await;
+            }
+            // The next answers on this thread are written into these buffers.
+            wirebuf::give(bytes);
         }
     }
 }

@@ -238,10 +238,14 @@ pub fn key(name: &str, qtype: RecordType, qclass: DNSClass, do_bit: bool, cd: bo
         let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
         h = (h.rotate_left(5) ^ w).wrapping_mul(K);
     }
-    let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ (name.len() as u64) << 56).wrapping_mul(K);
+    // The last 0 to 7 bytes, little-endian as `from_le_bytes` of a zero-padded word (a loop,
+    // not a copy into a padded array, which cost a `memcpy` call per key).
+    let tail = chunks
+        .remainder()
+        .iter()
+        .rev()
+        .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+    h = (h.rotate_left(5) ^ tail ^ (name.len() as u64) << 56).wrapping_mul(K);
     // murmur3's fmix64, so every bit of the key depends on every input bit.
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
