@@ -126,38 +126,75 @@ pub fn prepare(
     local: SocketAddr,
     proto: Proto,
 ) -> Prepared {
+    match prepare_routed(table, wire, src, local, proto) {
+        Routed::Question(q, block) => {
+            let (zone, server) = (block.zone.clone(), block.server.clone());
+            Prepared::Serve(
+                block.clone(),
+                Request::asking(q, src, local, proto, zone, server),
+            )
+        }
+        Routed::Prepared(prepared) => prepared,
+    }
+}
+
+/// What [`prepare_routed`] made of a message.
+// A question is moved once, into the request its listener builds in place.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed<'t> {
+    /// The common query, read by hand ([`Question::read`]), and the block that answers it: the
+    /// listener makes the request ([`Request::asking`]) where it keeps it, and clones the block
+    /// only when the answer waits.
+    Question(Question, &'t Arc<BlockServer>),
+    /// Anything else, as [`prepare`] has it.
+    Prepared(Prepared),
+}
+
+/// [`prepare`], leaving the common query as a question routed to its block.
+pub fn prepare_routed<'t>(
+    table: &'t ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Routed<'t> {
     let Some(header) = wire.get(..12) else {
-        return Prepared::Drop;
+        return Routed::Prepared(Prepared::Drop);
     };
     if header[2] & 0x80 != 0 {
-        return Prepared::Drop;
+        return Routed::Prepared(Prepared::Drop);
     }
     let opcode = (header[2] >> 3) & 0x0f;
     if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
-        return Prepared::Reply(reject(wire, ResponseCode::NotImp, false));
+        return Routed::Prepared(Prepared::Reply(reject(wire, ResponseCode::NotImp, false)));
     }
     let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
     if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
-        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
+        return Routed::Prepared(Prepared::Reply(reject(wire, ResponseCode::FormErr, false)));
     }
     // The common query is read by hand, and only becomes a request once its block is known
     // (so the zone and server are set once); anything else gets hickory's full parse, which
     // also decides what is malformed.
     if let Some(q) = Question::read(wire) {
         return match route(table, q.qclass(), q.edns(), q.name(), q.qtype()) {
-            Ok(block) => {
-                let (zone, server) = (block.zone.clone(), block.server.clone());
-                Prepared::Serve(
-                    block.clone(),
-                    Request::asking(q, src, local, proto, zone, server),
-                )
-            }
+            Ok(block) => Routed::Question(q, block),
             Err(refusal) => {
                 let req = Request::asking(q, src, local, proto, Arc::from("."), Arc::from(""));
-                Prepared::Reply(refusal.reply(table, &req))
+                Routed::Prepared(Prepared::Reply(refusal.reply(table, &req)))
             }
         };
     }
+    Routed::Prepared(full_parse(table, wire, src, local, proto))
+}
+
+/// The rest of [`prepare`] for a message that is not the common query.
+fn full_parse(
+    table: &ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Prepared {
     let msg = match Message::from_vec(wire) {
         Ok(m) => m,
         Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
@@ -255,17 +292,27 @@ pub fn serve_since(
             Served::Ready(outcome) => outcome,
             Served::Pending(fut) => fut.await,
         };
-        let Some(recorder) = &block.recorder else {
-            return finish(&req, outcome);
-        };
-        let (rcode, plugin) = match &outcome {
-            Ok(resp) => (resp.rcode(), resp.plugin),
-            Err(f) => (f.rcode, ""),
-        };
-        let bytes = finish(&req, outcome);
-        recorder.record(&req, rcode, plugin, bytes.len(), received);
-        bytes
+        answered(&block, &req, outcome, received)
     }
+}
+
+/// The bytes to send for the chain's `outcome` ([`finish`]), recorded by the block's metrics.
+pub fn answered(
+    block: &BlockServer,
+    req: &Request,
+    outcome: Outcome,
+    received: Instant,
+) -> Vec<u8> {
+    let Some(recorder) = &block.recorder else {
+        return finish(req, outcome);
+    };
+    let (rcode, plugin) = match &outcome {
+        Ok(resp) => (resp.rcode(), resp.plugin),
+        Err(f) => (f.rcode, ""),
+    };
+    let bytes = finish(req, outcome);
+    recorder.record(req, rcode, plugin, bytes.len(), received);
+    bytes
 }
 
 /// Turn a chain outcome into the bytes to send; empty when nothing must be sent.

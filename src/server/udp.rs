@@ -3,9 +3,11 @@
 //! ready at once (cache hit, local data) is sent from the receive loop without spawning a task;
 //! only answers that wait (a forwarded query) become tasks.
 
-use std::future::Future;
+use std::borrow::Cow;
 use std::io;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -18,10 +20,10 @@ use arc_swap::ArcSwap;
 use tokio::io::Interest;
 use tokio::sync::watch;
 
-use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve_since};
+use super::dispatch::{BlockServer, Prepared, Routed, ZoneTable, answered, prepare_routed, reject};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
-use crate::plugin::{Proto, wirebuf};
+use crate::plugin::{BoxOutcome, Proto, Request, Served, wirebuf};
 use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -82,9 +84,8 @@ async fn run(
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
-    // Where a query's serve future is polled in place: one box, reused by every answer that is
-    // ready at once, so a cache hit allocates no future (only one that waits takes its box).
-    let mut slot = Box::pin(None);
+    // The memory of the last request answered at once, for the next one.
+    let mut spare = None;
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -102,52 +103,47 @@ async fn run(
             let Some((wire, src)) = batch.get(i) else {
                 continue;
             };
-            match prepare(&table, wire, src, local, Proto::Udp) {
-                Prepared::Drop => {}
-                Prepared::Reply(bytes) => out.push((bytes, src)),
-                Prepared::Serve(block, req) => {
-                    slot.set(Some(serve_since(block, req, received)));
-                    // Poll once in place: most answers are ready without waiting. The plugins
-                    // run on this listener's own thread here, so a panic in one must not end
-                    // the thread (and silence the socket): it is caught, counted by the panic
-                    // hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's
-                    // per-query recover answers. A panic in a spawned task ends only that task.
-                    let polled =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            match slot.as_mut().as_pin_mut() {
-                                Some(fut) => fut.poll(&mut Context::from_waker(Waker::noop())),
-                                None => Poll::Ready(Vec::new()),
-                            }
-                        }));
-                    match polled {
-                        Err(_) => {
-                            slot.set(None);
-                            out.push((reject(wire, ResponseCode::ServFail, true), src));
+            let (block, req) = match prepare_routed(&table, wire, src, local, Proto::Udp) {
+                Routed::Prepared(Prepared::Drop) => continue,
+                Routed::Prepared(Prepared::Reply(bytes)) => {
+                    out.push((bytes, src));
+                    continue;
+                }
+                Routed::Prepared(Prepared::Serve(block, req)) => {
+                    (Cow::Owned(block), Parked::new(req, &mut spare))
+                }
+                // The request is made straight in its parked place.
+                Routed::Question(q, block) => {
+                    let (zone, server) = (block.zone.clone(), block.server.clone());
+                    let req = Request::asking(q, src, local, Proto::Udp, zone, server);
+                    (Cow::Borrowed(block), Parked::new(req, &mut spare))
+                }
+            };
+            // SAFETY: a waiting answer goes into a `Waiting` with `req` and `block`.
+            match unsafe { run_in_place(&block, req.get(), received) } {
+                InPlace::Panicked => {
+                    req.recycle(&mut spare);
+                    out.push((reject(wire, ResponseCode::ServFail, true), src));
+                }
+                InPlace::Answered(bytes) => {
+                    req.recycle(&mut spare);
+                    out.push((bytes, src));
+                }
+                InPlace::Waits(fut) => {
+                    // The answer waits: the future goes to a task together with the request
+                    // and the block it borrows (the table may be swapped meanwhile).
+                    // SAFETY: `fut` came from `run_in_place` on `req` and `block`, and the
+                    // `Arc` keeps that same block.
+                    let waiting = unsafe { Waiting::new(fut, req, block.into_owned()) };
+                    let sock = sock.clone();
+                    let guard = InFlight::start();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        let bytes = waiting.answer(received).await;
+                        if !bytes.is_empty() {
+                            send(&sock, &bytes, src).await;
                         }
-                        Ok(Poll::Ready(bytes)) => {
-                            slot.set(None);
-                            out.push((bytes, src));
-                        }
-                        Ok(Poll::Pending) => {
-                            // The future waits: it takes the slot's box along, and the next
-                            // query gets a new one.
-                            let mut fut = std::mem::replace(&mut slot, Box::pin(None));
-                            let sock = sock.clone();
-                            let guard = InFlight::start();
-                            tokio::spawn(async move {
-                                let _guard = guard;
-                                let bytes =
-                                    std::future::poll_fn(|cx| match fut.as_mut().as_pin_mut() {
-                                        Some(fut) => fut.poll(cx),
-                                        None => Poll::Ready(Vec::new()),
-                                    })
-                                    .await;
-                                if !bytes.is_empty() {
-                                    send(&sock, &bytes, src).await;
-                                }
-                            });
-                        }
-                    }
+                    });
                 }
             }
         }
@@ -160,6 +156,135 @@ async fn run(
             // The next answers on this thread are written into these buffers.
             wirebuf::give(bytes);
         }
+    }
+}
+
+/// A request kept at a fixed heap address while the chain answers it, so that an answer that
+/// waits can be moved to a task together with the request it borrows ([`Waiting`]). Owns the
+/// request as a `Box<Request>` would; a raw pointer rather than a `Box` because moving a `Box`
+/// asserts that nothing else points into it, and the waiting answer does.
+///
+/// Why not a future per query: a cache hit then cost a future built around the request, a
+/// copy of it into a box and a poll; the chain is called here directly and only an answer that
+/// waits becomes a task.
+struct Parked {
+    req: NonNull<Request>,
+}
+
+// SAFETY: a `Parked` owns its request exclusively, like `Box<Request>`, which is Send.
+unsafe impl Send for Parked {}
+
+impl Parked {
+    /// Park `req` in the memory of an earlier request when there is one.
+    fn new(req: Request, spare: &mut Option<Box<MaybeUninit<Request>>>) -> Parked {
+        let memory = spare.take().unwrap_or_else(Box::new_uninit);
+        Parked {
+            req: NonNull::from(Box::leak(Box::write(memory, req))),
+        }
+    }
+
+    fn get(&self) -> &Request {
+        // SAFETY: `req` came from `Box::leak` in `new` and is freed only by `recycle` or `drop`,
+        // which take `self`; nothing writes through it.
+        unsafe { self.req.as_ref() }
+    }
+
+    /// Drop the request and keep its memory for the next one.
+    fn recycle(self, spare: &mut Option<Box<MaybeUninit<Request>>>) {
+        let ptr = self.req.as_ptr();
+        std::mem::forget(self);
+        // SAFETY: `ptr` is the live, exclusively owned request of the `Parked` consumed above
+        // (no borrow from `get` outlives `self`); it is dropped once, and its allocation, made
+        // by a `Box<MaybeUninit<Request>>`, goes back into one.
+        unsafe {
+            std::ptr::drop_in_place(ptr);
+            *spare = Some(Box::from_raw(ptr.cast::<MaybeUninit<Request>>()));
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        // SAFETY: as in `recycle`: the request is live and owned by this `Parked` alone.
+        drop(unsafe { Box::from_raw(self.req.as_ptr()) });
+    }
+}
+
+/// A chain's answer that waits, with the request and block it borrows.
+struct Waiting {
+    /// Borrows `*req` and the plugins in `*block`; dropped first (see `Drop`).
+    answer: ManuallyDrop<BoxOutcome<'static>>,
+    req: Parked,
+    block: Arc<BlockServer>,
+}
+
+/// Run `block`'s chain on `req` on the listener's thread: most answers are ready without
+/// waiting, and then no future is made at all; a handler's future is polled once here, and only
+/// one that waits goes to a task. The plugins run on this listener's own thread here, so a
+/// panic in one must not end the thread (and silence the socket): it is caught, counted by the
+/// panic hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's per-query
+/// recover answers. A panic in a spawned task ends only that task.
+///
+/// # Safety
+///
+/// A [`InPlace::Waits`] answer borrows `*block` and `*req` although its type says `'static`:
+/// it must be dropped before either is (see [`Waiting::new`]).
+unsafe fn run_in_place(block: &BlockServer, req: &Request, received: Instant) -> InPlace {
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut fut = match block.chain.serve(req) {
+            Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
+            Served::Pending(fut) => fut,
+        };
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(outcome) => Ok(answered(block, req, outcome, received)),
+            Poll::Pending => Err(fut),
+        }
+    }));
+    match polled {
+        Err(_) => InPlace::Panicked,
+        Ok(Ok(bytes)) => InPlace::Answered(bytes),
+        // SAFETY: the future borrows only the chain in `block` and `req` (`Plugin::serve` ties
+        // its lifetime to those two); the caller keeps both alive for as long as it lives.
+        Ok(Err(fut)) => InPlace::Waits(unsafe {
+            std::mem::transmute::<BoxOutcome<'_>, BoxOutcome<'static>>(fut)
+        }),
+    }
+}
+
+/// What running the chain in place came to.
+enum InPlace {
+    Panicked,
+    Answered(Vec<u8>),
+    /// The chain's answer waits; its real lifetime is that of the request and block.
+    Waits(BoxOutcome<'static>),
+}
+
+impl Waiting {
+    /// # Safety
+    ///
+    /// `answer` may borrow nothing but the request parked in `req` and the block behind
+    /// `block`. Both stay where they are when `req` and `block` move (a heap request behind a
+    /// raw pointer, an `Arc`'s target), and both outlive the future: `Waiting` drops it before
+    /// its other fields.
+    unsafe fn new(answer: BoxOutcome<'static>, req: Parked, block: Arc<BlockServer>) -> Waiting {
+        Waiting {
+            answer: ManuallyDrop::new(answer),
+            req,
+            block,
+        }
+    }
+
+    /// Wait for the answer, then encode and record it.
+    async fn answer(mut self, received: Instant) -> Vec<u8> {
+        let outcome = (&mut *self.answer).await;
+        answered(&self.block, self.req.get(), outcome, received)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, before the request and block it borrows.
+        unsafe { ManuallyDrop::drop(&mut self.answer) }
     }
 }
 
@@ -190,6 +315,80 @@ mod tests {
         fn serve<'a>(&'a self, _req: &'a Request, _next: Next<'a>) -> Served<'a> {
             panic!("a plugin bug");
         }
+    }
+
+    /// A plugin that answers after a wait, reading the request after the wait (so the task
+    /// really holds the request it borrowed).
+    struct Waits;
+
+    impl Plugin for Waits {
+        fn name(&self) -> &'static str {
+            "waits"
+        }
+
+        fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+            Served::pending(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(crate::plugin::Response::new(req.reply(), self.name()))
+            })
+        }
+    }
+
+    fn table_of(plugin: Arc<dyn Plugin>) -> ZoneTable {
+        let mut table = ZoneTable::default();
+        table.insert(
+            ".".into(),
+            Arc::new(BlockServer {
+                chain: Chain {
+                    plugins: vec![plugin],
+                },
+                zone: Arc::from("."),
+                server: Arc::from("dns://test"),
+                allow_chaos: false,
+                recorder: None,
+            }),
+        );
+        table
+    }
+
+    #[test]
+    fn answers_that_wait_come_from_a_task_with_their_request() {
+        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = sock.local_addr().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        spawn(
+            sock,
+            Arc::new(ArcSwap::from_pointee(table_of(Arc::new(Waits)))),
+            stop,
+        )
+        .unwrap();
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let names = ["a.example.", "Longer-Name.With.Several.Labels.example.org."];
+        for (i, name) in names.iter().enumerate() {
+            let mut q = Message::query();
+            q.metadata.id = 100 + i as u16;
+            q.queries
+                .push(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+        }
+        let mut seen = Vec::new();
+        for _ in names {
+            let mut buf = [0u8; 512];
+            let (n, _) = client
+                .recv_from(&mut buf)
+                .expect("an answer after the wait");
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            seen.push((m.metadata.id, m.queries[0].name.to_ascii()));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![(100, "a.example.".to_string()), (101, names[1].to_string())]
+        );
     }
 
     #[test]
