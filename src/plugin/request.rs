@@ -57,6 +57,16 @@ impl NameText {
         }
     }
 
+    /// Make the text `len` bytes long for a new name, keeping the memory it has where it can;
+    /// the bytes are left for the caller to write, every one of them.
+    fn resize(&mut self, len: usize) {
+        match self {
+            NameText::Inline { len: l, .. } if len <= INLINE => *l = len as u16,
+            NameText::Heap(b) if b.len() == len => {}
+            _ => *self = NameText::zeroed(len),
+        }
+    }
+
     fn from_string(s: String) -> Self {
         let mut text = NameText::zeroed(s.len());
         text.bytes_mut().copy_from_slice(s.as_bytes());
@@ -149,106 +159,15 @@ impl Question {
     /// name, and cannot stop after the question; for a cache hit it was the largest user-space
     /// cost of a query. Its `Header::read` alone cost more than this whole function does now.
     pub fn read(wire: &[u8]) -> Option<Question> {
-        let header = wire.get(..12)?;
-        let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
-        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
-            return None;
-        }
-        let (flags, codes) = (header[2], header[3]);
-        let low_rcode = codes & 0x0f;
-        let message_type = if flags & 0x80 != 0 {
-            MessageType::Response
-        } else {
-            MessageType::Query
-        };
-        let mut metadata =
-            Metadata::new(count(0), message_type, OpCode::from_u8((flags >> 3) & 0x0f));
-        metadata.authoritative = flags & 0x04 != 0;
-        metadata.truncation = flags & 0x02 != 0;
-        metadata.recursion_desired = flags & 0x01 != 0;
-        metadata.recursion_available = codes & 0x80 != 0;
-        metadata.authentic_data = codes & 0x20 != 0;
-        metadata.checking_disabled = codes & 0x10 != 0;
-        if low_rcode != 0 {
-            metadata.response_code = ResponseCode::from_low(low_rcode);
-        }
-
-        // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
-        // (labels of at most 63 octets, 255 octets in all with the root label). First its
-        // extent, from the length octets alone.
-        let mut pos = 12;
-        loop {
-            let len = usize::from(*wire.get(pos)?);
-            if len == 0 {
-                break;
-            }
-            if len > 63 {
-                return None;
-            }
-            pos += 1 + len;
-            if pos - 12 >= 255 {
-                return None;
-            }
-        }
-        let qname_end = pos + 1;
-        let spelled = &wire[12..qname_end];
-        // `www.example.org.` is the wire form `\3www\7example\3org\0` moved one octet to the
-        // left, with the length octets turned into dots; the root is `.`.
-        let name_len = (spelled.len() - 1).max(1);
-        let mut text = NameText::zeroed(name_len + spelled.len());
-        let (lower, copy) = text.bytes_mut().split_at_mut(name_len);
-        copy.copy_from_slice(spelled);
-        if spelled.len() == 1 {
-            lower[0] = b'.';
-        } else {
-            // Every octet through the table at once (no per-label loop), then each length
-            // octet becomes a dot and each label's first octet gets its own rule; a 0 left
-            // anywhere is a character for hickory.
-            for (o, &b) in lower.iter_mut().zip(&spelled[1..]) {
-                *o = LABEL_REST[usize::from(b)];
-            }
-            let mut at = 0;
-            while at + 1 < spelled.len() {
-                let len = usize::from(spelled[at]);
-                lower[at] = LABEL_FIRST[usize::from(spelled[at + 1])];
-                lower[at + len] = b'.';
-                at += 1 + len;
-            }
-            if has_zero(lower) {
-                return None;
-            }
-        }
-
-        let fixed = wire.get(qname_end..qname_end + 4)?;
-        let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
-        let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
-        let pos = qname_end + 4;
-
-        let edns = if count(10) == 1 {
-            // Root owner, type OPT, no RDATA; anything else (options, another record type) is
-            // left to hickory.
-            let opt = wire.get(pos..pos + 11)?;
-            if opt[0] != 0 || opt[1..3] != [0, 41] || opt[9..11] != [0, 0] {
-                return None;
-            }
-            let class = u16::from_be_bytes([opt[3], opt[4]]);
-            let mut e = Edns::new();
-            e.set_max_payload(class);
-            e.set_rcode_high(opt[5]);
-            e.set_version(opt[6]);
-            *e.flags_mut() = EdnsFlags::from(u16::from_be_bytes([opt[7], opt[8]]));
-            metadata.merge_response_code(opt[5]);
-            Some(e)
-        } else {
-            None
-        };
+        let mut text = NameText::zeroed(0);
+        let read = read_question(wire, &mut text)?;
         Some(Question {
             text,
-            name_len,
-            metadata,
-            qtype,
-            qclass,
-            edns,
+            name_len: read.name_len,
+            metadata: read.metadata,
+            qtype: read.qtype,
+            qclass: read.qclass,
+            edns: read.edns,
             wire_len: wire.len(),
         })
     }
@@ -271,6 +190,120 @@ impl Question {
     pub fn edns(&self) -> Option<&Edns> {
         self.edns.as_ref()
     }
+}
+
+/// What [`read_question`] read besides the name.
+struct Read {
+    name_len: usize,
+    metadata: Metadata,
+    qtype: RecordType,
+    qclass: DNSClass,
+    edns: Option<Edns>,
+}
+
+/// [`Question::read`], writing the name (lower case, then as spelled) into `text`, which may
+/// be the buffer of an earlier request. On `None` the text is left partly written: the caller
+/// must not read it as a name.
+fn read_question(wire: &[u8], text: &mut NameText) -> Option<Read> {
+    let header = wire.get(..12)?;
+    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+        return None;
+    }
+    let (flags, codes) = (header[2], header[3]);
+    let low_rcode = codes & 0x0f;
+    let message_type = if flags & 0x80 != 0 {
+        MessageType::Response
+    } else {
+        MessageType::Query
+    };
+    let mut metadata = Metadata::new(count(0), message_type, OpCode::from_u8((flags >> 3) & 0x0f));
+    metadata.authoritative = flags & 0x04 != 0;
+    metadata.truncation = flags & 0x02 != 0;
+    metadata.recursion_desired = flags & 0x01 != 0;
+    metadata.recursion_available = codes & 0x80 != 0;
+    metadata.authentic_data = codes & 0x20 != 0;
+    metadata.checking_disabled = codes & 0x10 != 0;
+    if low_rcode != 0 {
+        metadata.response_code = ResponseCode::from_low(low_rcode);
+    }
+
+    // The name: at offset 12 nothing earlier can be pointed to, and hickory's limits apply
+    // (labels of at most 63 octets, 255 octets in all with the root label). First its
+    // extent, from the length octets alone.
+    let mut pos = 12;
+    loop {
+        let len = usize::from(*wire.get(pos)?);
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        pos += 1 + len;
+        if pos - 12 >= 255 {
+            return None;
+        }
+    }
+    let qname_end = pos + 1;
+    let spelled = &wire[12..qname_end];
+    // `www.example.org.` is the wire form `\3www\7example\3org\0` moved one octet to the
+    // left, with the length octets turned into dots; the root is `.`.
+    let name_len = (spelled.len() - 1).max(1);
+    text.resize(name_len + spelled.len());
+    let (lower, copy) = text.bytes_mut().split_at_mut(name_len);
+    copy.copy_from_slice(spelled);
+    if spelled.len() == 1 {
+        lower[0] = b'.';
+    } else {
+        // Every octet through the table at once (no per-label loop), then each length
+        // octet becomes a dot and each label's first octet gets its own rule; a 0 left
+        // anywhere is a character for hickory.
+        for (o, &b) in lower.iter_mut().zip(&spelled[1..]) {
+            *o = LABEL_REST[usize::from(b)];
+        }
+        let mut at = 0;
+        while at + 1 < spelled.len() {
+            let len = usize::from(spelled[at]);
+            lower[at] = LABEL_FIRST[usize::from(spelled[at + 1])];
+            lower[at + len] = b'.';
+            at += 1 + len;
+        }
+        if has_zero(lower) {
+            return None;
+        }
+    }
+
+    let fixed = wire.get(qname_end..qname_end + 4)?;
+    let qtype = RecordType::from(u16::from_be_bytes([fixed[0], fixed[1]]));
+    let qclass = DNSClass::from(u16::from_be_bytes([fixed[2], fixed[3]]));
+    let pos = qname_end + 4;
+
+    let edns = if count(10) == 1 {
+        // Root owner, type OPT, no RDATA; anything else (options, another record type) is
+        // left to hickory.
+        let opt = wire.get(pos..pos + 11)?;
+        if opt[0] != 0 || opt[1..3] != [0, 41] || opt[9..11] != [0, 0] {
+            return None;
+        }
+        let class = u16::from_be_bytes([opt[3], opt[4]]);
+        let mut e = Edns::new();
+        e.set_max_payload(class);
+        e.set_rcode_high(opt[5]);
+        e.set_version(opt[6]);
+        *e.flags_mut() = EdnsFlags::from(u16::from_be_bytes([opt[7], opt[8]]));
+        metadata.merge_response_code(opt[5]);
+        Some(e)
+    } else {
+        None
+    };
+    Some(Read {
+        name_len,
+        metadata,
+        qtype,
+        qclass,
+        edns,
+    })
 }
 
 /// A query that has a single question: the server answers FORMERR to anything else before a
@@ -385,6 +418,39 @@ impl Request {
             query: OnceLock::new(),
             msg: OnceLock::new(),
         }
+    }
+
+    /// Read the common query from `wire` into this request, in place of the question it held:
+    /// a listener reuses one request's memory (name buffer included) query after query, so a
+    /// query is written where it is served instead of being built and moved there. `zone` and
+    /// `server` are left for the caller to set. `false` for anything [`Question::read`]
+    /// declines; the request then asks for the root, until the caller replaces it.
+    pub(crate) fn reread(
+        &mut self,
+        wire: &[u8],
+        src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+    ) -> bool {
+        self.query = OnceLock::new();
+        self.msg = OnceLock::new();
+        let Some(read) = read_question(wire, &mut self.text) else {
+            // The name buffer may hold half a name: make it a valid one.
+            self.text.resize(1);
+            self.text.bytes_mut()[0] = b'.';
+            self.name_len = 1;
+            return false;
+        };
+        self.src = src;
+        self.local = local;
+        self.proto = proto;
+        self.wire_len = wire.len();
+        self.name_len = read.name_len;
+        self.metadata = read.metadata;
+        self.qtype = read.qtype;
+        self.qclass = read.qclass;
+        self.edns = read.edns;
+        true
     }
 
     /// The same client and transport asking `msg` instead (for `rewrite`, `dns64`, ...).

@@ -158,19 +158,8 @@ pub fn prepare_routed<'t>(
     local: SocketAddr,
     proto: Proto,
 ) -> Routed<'t> {
-    let Some(header) = wire.get(..12) else {
-        return Routed::Prepared(Prepared::Drop);
-    };
-    if header[2] & 0x80 != 0 {
-        return Routed::Prepared(Prepared::Drop);
-    }
-    let opcode = (header[2] >> 3) & 0x0f;
-    if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
-        return Routed::Prepared(Prepared::Reply(reject(wire, ResponseCode::NotImp, false)));
-    }
-    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
-    if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
-        return Routed::Prepared(Prepared::Reply(reject(wire, ResponseCode::FormErr, false)));
+    if let Some(early) = check_header(wire) {
+        return Routed::Prepared(early);
     }
     // The common query is read by hand, and only becomes a request once its block is known
     // (so the zone and server are set once); anything else gets hickory's full parse, which
@@ -184,31 +173,106 @@ pub fn prepare_routed<'t>(
             }
         };
     }
-    Routed::Prepared(full_parse(table, wire, src, local, proto))
+    Routed::Prepared(match full_parse(table, wire, src, local, proto) {
+        Ok((req, block)) => Prepared::Serve(block.clone(), req),
+        Err(reply) => Prepared::Reply(reply),
+    })
 }
 
-/// The rest of [`prepare`] for a message that is not the common query.
-fn full_parse(
-    table: &ZoneTable,
+/// What [`prepare_in`] made of a message.
+pub enum Placed<'t> {
+    /// The request is in place: run this block's chain on it.
+    Serve(&'t Arc<BlockServer>),
+    /// Answer at once (see [`Prepared::Reply`]).
+    Reply(Vec<u8>),
+    /// Not worth an answer.
+    Drop,
+}
+
+/// [`prepare`] into a request a listener keeps for query after query: the common query is read
+/// straight into `req`'s memory ([`Request::reread`]), and its zone and server are only
+/// replaced when the block is another one (no reference count touched for the usual query).
+/// After anything but [`Placed::Serve`], `req` holds nothing the caller should serve.
+pub fn prepare_in<'t>(
+    table: &'t ZoneTable,
     wire: &[u8],
     src: SocketAddr,
     local: SocketAddr,
     proto: Proto,
-) -> Prepared {
+    req: &mut Request,
+) -> Placed<'t> {
+    let placed = |prepared: Prepared| match prepared {
+        Prepared::Reply(bytes) => Placed::Reply(bytes),
+        _ => Placed::Drop,
+    };
+    if let Some(early) = check_header(wire) {
+        return placed(early);
+    }
+    let block = if req.reread(wire, src, local, proto) {
+        match route(table, req.qclass(), req.edns(), req.name(), req.qtype()) {
+            Ok(block) => block,
+            Err(refusal) => return Placed::Reply(refusal.reply(table, req)),
+        }
+    } else {
+        match full_parse(table, wire, src, local, proto) {
+            Ok((parsed, block)) => {
+                *req = parsed;
+                block
+            }
+            Err(reply) => return Placed::Reply(reply),
+        }
+    };
+    if !Arc::ptr_eq(&req.zone, &block.zone) {
+        req.zone = block.zone.clone();
+    }
+    if !Arc::ptr_eq(&req.server, &block.server) {
+        req.server = block.server.clone();
+    }
+    Placed::Serve(block)
+}
+
+/// Steps 1 to 4 of [`prepare`]: what becomes of a message whose header alone decides.
+fn check_header(wire: &[u8]) -> Option<Prepared> {
+    let Some(header) = wire.get(..12) else {
+        return Some(Prepared::Drop);
+    };
+    if header[2] & 0x80 != 0 {
+        return Some(Prepared::Drop);
+    }
+    let opcode = (header[2] >> 3) & 0x0f;
+    if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
+        return Some(Prepared::Reply(reject(wire, ResponseCode::NotImp, false)));
+    }
+    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+    if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
+        return Some(Prepared::Reply(reject(wire, ResponseCode::FormErr, false)));
+    }
+    None
+}
+
+/// The rest of [`prepare`] for a message that is not the common query: the request with its
+/// zone and server set, and its block; or the reply to send instead.
+fn full_parse<'t>(
+    table: &'t ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Result<(Request, &'t Arc<BlockServer>), Vec<u8>> {
     let msg = match Message::from_vec(wire) {
         Ok(m) => m,
-        Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
+        Err(_) => return Err(reject(wire, ResponseCode::FormErr, true)),
     };
     let Some(mut req) = Request::new(msg, src, local, proto, wire.len()) else {
-        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
+        return Err(reject(wire, ResponseCode::FormErr, false));
     };
     match route(table, req.qclass(), req.edns(), req.name(), req.qtype()) {
         Ok(block) => {
             req.zone = block.zone.clone();
             req.server = block.server.clone();
-            Prepared::Serve(block.clone(), req)
+            Ok((req, block))
         }
-        Err(refusal) => Prepared::Reply(refusal.reply(table, &req)),
+        Err(refusal) => Err(refusal.reply(table, &req)),
     }
 }
 
@@ -877,6 +941,8 @@ mod tests {
             query_wire(".", RecordType::NS, DNSClass::IN, Some((100, 0))),
         ];
         let mut fast = 0;
+        // One request reused for every mutant, as a UDP listener reuses it.
+        let mut kept = Request::from_wire(&seeds[0], addr(), addr(), Proto::Udp).unwrap();
         let mut x: u64 = 0x2545f4914f6cdd1d;
         let mut next = || {
             x ^= x << 13;
@@ -901,6 +967,7 @@ mod tests {
             if same_as_full_parse(&w) {
                 fast += 1;
             }
+            same_in_place(&t, &w, &mut kept);
             for proto in [Proto::Udp, Proto::Tcp] {
                 match run(&t, &w, proto) {
                     Prepared::Serve(_, req) => {
@@ -921,6 +988,34 @@ mod tests {
         }
         // Enough mutants stay on the hand-read path for the comparison to mean something.
         assert!(fast > 2_000, "only {fast} mutants read by hand");
+    }
+
+    /// `prepare_in` into a request that served other queries before must come to what
+    /// `prepare` comes to with a fresh one.
+    fn same_in_place(t: &ZoneTable, wire: &[u8], kept: &mut Request) {
+        let what = format!("{wire:02x?}");
+        match (
+            prepare(t, wire, addr(), addr(), Proto::Udp),
+            prepare_in(t, wire, addr(), addr(), Proto::Udp, kept),
+        ) {
+            (Prepared::Drop, Placed::Drop) => {}
+            (Prepared::Reply(a), Placed::Reply(b)) => assert_eq!(a, b, "{what}"),
+            (Prepared::Serve(a, fresh), Placed::Serve(b)) => {
+                assert!(Arc::ptr_eq(&a, b), "{what}");
+                assert_eq!(fresh.zone, kept.zone, "{what}");
+                assert_eq!(fresh.server, kept.server, "{what}");
+                assert_eq!(fresh.name(), kept.name(), "{what}");
+                assert_eq!(fresh.qname_wire(), kept.qname_wire(), "{what}");
+                assert_eq!(fresh.qtype(), kept.qtype(), "{what}");
+                assert_eq!(fresh.qclass(), kept.qclass(), "{what}");
+                assert_eq!(fresh.metadata(), kept.metadata(), "{what}");
+                assert_eq!(fresh.edns(), kept.edns(), "{what}");
+                assert_eq!(fresh.wire_len, kept.wire_len, "{what}");
+                assert_eq!(fresh.msg(), kept.msg(), "{what}");
+                assert_eq!(fresh.reply(), kept.reply(), "{what}");
+            }
+            _ => panic!("prepare and prepare_in differ: {what}"),
+        }
     }
 
     /// When `Request::from_wire` reads `wire`, hickory's full parse must read it too and agree

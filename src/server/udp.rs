@@ -3,9 +3,8 @@
 //! ready at once (cache hit, local data) is sent from the receive loop without spawning a task;
 //! only answers that wait (a forwarded query) become tasks.
 
-use std::borrow::Cow;
 use std::io;
-use std::mem::{ManuallyDrop, MaybeUninit};
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::io::Interest;
 use tokio::sync::watch;
 
-use super::dispatch::{BlockServer, Prepared, Routed, ZoneTable, answered, prepare_routed, reject};
+use super::dispatch::{BlockServer, Placed, ZoneTable, answered, prepare_in, reject};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
 use crate::plugin::{BoxOutcome, Proto, Request, Served, wirebuf};
@@ -84,8 +83,8 @@ async fn run(
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
-    // The memory of the last request answered at once, for the next one.
-    let mut spare = None;
+    // The request of the last query answered at once, whose memory the next one reuses.
+    let mut spare: Option<Parked> = None;
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -103,48 +102,41 @@ async fn run(
             let Some((wire, src)) = batch.get(i) else {
                 continue;
             };
-            let (block, req) = match prepare_routed(&table, wire, src, local, Proto::Udp) {
-                Routed::Prepared(Prepared::Drop) => continue,
-                Routed::Prepared(Prepared::Reply(bytes)) => {
+            // The request is read straight into the memory of the last one answered at once.
+            let parked = spare.get_or_insert_with(Parked::asking_root);
+            let block = match prepare_in(&table, wire, src, local, Proto::Udp, parked.get_mut()) {
+                Placed::Drop => continue,
+                Placed::Reply(bytes) => {
                     out.push((bytes, src));
                     continue;
                 }
-                Routed::Prepared(Prepared::Serve(block, req)) => {
-                    (Cow::Owned(block), Parked::new(req, &mut spare))
-                }
-                // The request is made straight in its parked place.
-                Routed::Question(q, block) => {
-                    let (zone, server) = (block.zone.clone(), block.server.clone());
-                    let req = Request::asking(q, src, local, Proto::Udp, zone, server);
-                    (Cow::Borrowed(block), Parked::new(req, &mut spare))
-                }
+                Placed::Serve(block) => block,
             };
-            // SAFETY: a waiting answer goes into a `Waiting` with `req` and `block`.
-            match unsafe { run_in_place(&block, req.get(), received) } {
-                InPlace::Panicked => {
-                    req.recycle(&mut spare);
-                    out.push((reject(wire, ResponseCode::ServFail, true), src));
-                }
-                InPlace::Answered(bytes) => {
-                    req.recycle(&mut spare);
-                    out.push((bytes, src));
-                }
-                InPlace::Waits(fut) => {
-                    // The answer waits: the future goes to a task together with the request
-                    // and the block it borrows (the table may be swapped meanwhile).
-                    // SAFETY: `fut` came from `run_in_place` on `req` and `block`, and the
-                    // `Arc` keeps that same block.
-                    let waiting = unsafe { Waiting::new(fut, req, block.into_owned()) };
-                    let sock = sock.clone();
-                    let guard = InFlight::start();
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        let bytes = waiting.answer(received).await;
-                        if !bytes.is_empty() {
-                            send(&sock, &bytes, src).await;
-                        }
-                    });
-                }
+            // SAFETY: a waiting answer goes into a `Waiting` with this request and block.
+            match unsafe { run_in_place(block, parked.get(), received) } {
+                InPlace::Panicked => out.push((reject(wire, ResponseCode::ServFail, true), src)),
+                InPlace::Answered(bytes) => out.push((bytes, src)),
+                // The answer waits: the future goes to a task together with the request and
+                // the block it borrows (the table may be swapped meanwhile), and the next
+                // query gets new memory.
+                InPlace::Waits(fut) => match spare.take() {
+                    Some(req) => {
+                        // SAFETY: `fut` came from `run_in_place` on this request and block,
+                        // and the `Arc` clone keeps that same block.
+                        let waiting = unsafe { Waiting::new(fut, req, block.clone()) };
+                        let sock = sock.clone();
+                        let guard = InFlight::start();
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            let bytes = waiting.answer(received).await;
+                            if !bytes.is_empty() {
+                                send(&sock, &bytes, src).await;
+                            }
+                        });
+                    }
+                    // Not reached: the request was parked there just above.
+                    None => drop(fut),
+                },
             }
         }
         out.retain(|(bytes, _)| !bytes.is_empty());
@@ -160,13 +152,16 @@ async fn run(
 }
 
 /// A request kept at a fixed heap address while the chain answers it, so that an answer that
-/// waits can be moved to a task together with the request it borrows ([`Waiting`]). Owns the
-/// request as a `Box<Request>` would; a raw pointer rather than a `Box` because moving a `Box`
-/// asserts that nothing else points into it, and the waiting answer does.
+/// waits can be moved to a task together with the request it borrows ([`Waiting`]). While
+/// answers are ready at once, the listener reads query after query into the same one
+/// ([`prepare_in`]). Owns the request as a `Box<Request>` would; a raw pointer rather than a
+/// `Box` because moving a `Box` asserts that nothing else points into it, and a waiting answer
+/// does.
 ///
-/// Why not a future per query: a cache hit then cost a future built around the request, a
-/// copy of it into a box and a poll; the chain is called here directly and only an answer that
-/// waits becomes a task.
+/// Why not a future per query: a cache hit then cost a request built and moved a few times, a
+/// future built around it, a copy of that into a box and a poll; here the query is written
+/// where it is served, the chain is called directly, and only an answer that waits becomes a
+/// task.
 struct Parked {
     req: NonNull<Request>,
 }
@@ -175,37 +170,37 @@ struct Parked {
 unsafe impl Send for Parked {}
 
 impl Parked {
-    /// Park `req` in the memory of an earlier request when there is one.
-    fn new(req: Request, spare: &mut Option<Box<MaybeUninit<Request>>>) -> Parked {
-        let memory = spare.take().unwrap_or_else(Box::new_uninit);
+    /// A parked request for the root, to be overwritten by the first query read into it.
+    fn asking_root() -> Parked {
+        let mut root = hickory_proto::op::Message::query();
+        root.queries.push(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::root(),
+            hickory_proto::rr::RecordType::NS,
+        ));
+        let any: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
+        let req = Request::new(root, any, any, Proto::Udp, 17);
         Parked {
-            req: NonNull::from(Box::leak(Box::write(memory, req))),
+            req: NonNull::from(Box::leak(Box::new(req.unwrap_or_else(|| {
+                unreachable!("a message with one question makes a request")
+            })))),
         }
     }
 
     fn get(&self) -> &Request {
-        // SAFETY: `req` came from `Box::leak` in `new` and is freed only by `recycle` or `drop`,
-        // which take `self`; nothing writes through it.
+        // SAFETY: `req` came from `Box::leak` in `asking_root` and is freed only by `drop`;
+        // the borrow of `self` keeps `get_mut` from writing meanwhile.
         unsafe { self.req.as_ref() }
     }
 
-    /// Drop the request and keep its memory for the next one.
-    fn recycle(self, spare: &mut Option<Box<MaybeUninit<Request>>>) {
-        let ptr = self.req.as_ptr();
-        std::mem::forget(self);
-        // SAFETY: `ptr` is the live, exclusively owned request of the `Parked` consumed above
-        // (no borrow from `get` outlives `self`); it is dropped once, and its allocation, made
-        // by a `Box<MaybeUninit<Request>>`, goes back into one.
-        unsafe {
-            std::ptr::drop_in_place(ptr);
-            *spare = Some(Box::from_raw(ptr.cast::<MaybeUninit<Request>>()));
-        }
+    fn get_mut(&mut self) -> &mut Request {
+        // SAFETY: as in `get`; `&mut self` makes this the only reference.
+        unsafe { self.req.as_mut() }
     }
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        // SAFETY: as in `recycle`: the request is live and owned by this `Parked` alone.
+        // SAFETY: the request is live and owned by this `Parked` alone (see `get`).
         drop(unsafe { Box::from_raw(self.req.as_ptr()) });
     }
 }
