@@ -11,6 +11,7 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::dnsname::is_subdomain;
+use crate::metrics::clock;
 use crate::plugin::observe::QueryRecorder;
 use crate::plugin::request::Question;
 use crate::plugin::{Chain, Failure, Outcome, Proto, Request, Served};
@@ -334,10 +335,11 @@ fn badvers(req: &Request) -> Vec<u8> {
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
 /// listener can poll it once in place and only spawn it when it really waits.
 pub async fn serve(block: Arc<BlockServer>, req: Request) -> Vec<u8> {
-    serve_since(block, req, Instant::now()).await
+    serve_since(block, req, clock::now_ns()).await
 }
 
-/// [`serve`] for a query received at `received`, which is where its duration is measured from
+/// [`serve`] for a query received at `received` (a [`clock::now_ns`] reading), which is where its
+/// duration is measured from
 /// (`coredns_dns_request_duration_seconds`). A UDP listener passes the time it read the batch
 /// of queries: the clock is read once per batch instead of once per query, and the duration
 /// then also counts the wait behind the batch's earlier queries, which the client sees too.
@@ -348,7 +350,7 @@ pub async fn serve(block: Arc<BlockServer>, req: Request) -> Vec<u8> {
 pub fn serve_since(
     block: Arc<BlockServer>,
     req: Request,
-    received: Instant,
+    received: u64,
 ) -> impl Future<Output = Vec<u8>> + Send {
     async move {
         // Most answers are ready at once; only a handler that waits pays for the await.
@@ -360,13 +362,9 @@ pub fn serve_since(
     }
 }
 
-/// The bytes to send for the chain's `outcome` ([`finish`]), recorded by the block's metrics.
-pub fn answered(
-    block: &BlockServer,
-    req: &Request,
-    outcome: Outcome,
-    received: Instant,
-) -> Vec<u8> {
+/// The bytes to send for the chain's `outcome` ([`finish`]), recorded by the block's metrics
+/// with the time since `received` (a [`clock::now_ns`] reading).
+pub fn answered(block: &BlockServer, req: &Request, outcome: Outcome, received: u64) -> Vec<u8> {
     let Some(recorder) = &block.recorder else {
         return finish(req, outcome);
     };
@@ -375,7 +373,7 @@ pub fn answered(
         Err(f) => (f.rcode, ""),
     };
     let bytes = finish(req, outcome);
-    recorder.record(req, rcode, plugin, bytes.len(), received);
+    recorder.record_ns(req, rcode, plugin, bytes.len(), clock::since_ns(received));
     bytes
 }
 

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -97,7 +96,7 @@ async fn run(
             Err(_) => continue,
         };
         let table = table.load();
-        let received = Instant::now();
+        let received = crate::metrics::clock::now_ns();
         for i in 0..n {
             let Some((wire, src)) = batch.get(i) else {
                 continue;
@@ -224,7 +223,7 @@ struct Waiting {
 ///
 /// A [`InPlace::Waits`] answer borrows `*block` and `*req` although its type says `'static`:
 /// it must be dropped before either is (see [`Waiting::new`]).
-unsafe fn run_in_place(block: &BlockServer, req: &Request, received: Instant) -> InPlace {
+unsafe fn run_in_place(block: &BlockServer, req: &Request, received: u64) -> InPlace {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut fut = match block.chain.serve(req) {
             Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
@@ -270,7 +269,7 @@ impl Waiting {
     }
 
     /// Wait for the answer, then encode and record it.
-    async fn answer(mut self, received: Instant) -> Vec<u8> {
+    async fn answer(mut self, received: u64) -> Vec<u8> {
         let outcome = (&mut *self.answer).await;
         answered(&self.block, self.req.get(), outcome, received)
     }

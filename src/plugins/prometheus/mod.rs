@@ -431,6 +431,18 @@ impl QueryRecorder for Recorder {
         size: usize,
         start: Instant,
     ) {
+        let elapsed = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.record_ns(req, rcode, plugin, size, elapsed);
+    }
+
+    fn record_ns(
+        &self,
+        req: &Request,
+        rcode: ResponseCode,
+        plugin: &'static str,
+        size: usize,
+        elapsed_ns: u64,
+    ) {
         let m = &self.metrics;
         let proto = match req.proto {
             Proto::Udp => 0,
@@ -458,7 +470,7 @@ impl QueryRecorder for Recorder {
             .inc();
         self.duration
             .get_or_init(|| m.duration.get_or_create_owned(&self.zone_labels()))
-            .observe_units(start.elapsed().as_nanos() as u64);
+            .observe_units(elapsed_ns);
         self.response_size[proto]
             .get_or_init(|| {
                 m.response_size
