@@ -82,8 +82,11 @@ async fn run(
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(mmsg::BATCH);
-    // The request of the last query answered at once, whose memory the next one reuses.
+    // The request of the last query answered at once, whose memory the next one reuses; after
+    // an answer that waits took it along, a copy of `blank` (cheap: nothing built lazily yet).
     let mut spare: Option<Parked> = None;
+    let blank = Request::from_wire(&ROOT_QUERY, local, local, Proto::Udp)
+        .ok_or_else(|| io::Error::other("the root query does not read"))?;
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -102,7 +105,7 @@ async fn run(
                 continue;
             };
             // The request is read straight into the memory of the last one answered at once.
-            let parked = spare.get_or_insert_with(Parked::asking_root);
+            let parked = spare.get_or_insert_with(|| Parked::new(blank.clone()));
             let block = match prepare_in(&table, wire, src, local, Proto::Udp, parked.get_mut()) {
                 Placed::Drop => continue,
                 Placed::Reply(bytes) => {
@@ -150,6 +153,9 @@ async fn run(
     }
 }
 
+/// `. IN NS`, what a parked request asks until the first query is read into it.
+const ROOT_QUERY: [u8; 17] = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+
 /// A request kept at a fixed heap address while the chain answers it, so that an answer that
 /// waits can be moved to a task together with the request it borrows ([`Waiting`]). While
 /// answers are ready at once, the listener reads query after query into the same one
@@ -170,23 +176,14 @@ unsafe impl Send for Parked {}
 
 impl Parked {
     /// A parked request for the root, to be overwritten by the first query read into it.
-    fn asking_root() -> Parked {
-        let mut root = hickory_proto::op::Message::query();
-        root.queries.push(hickory_proto::op::Query::query(
-            hickory_proto::rr::Name::root(),
-            hickory_proto::rr::RecordType::NS,
-        ));
-        let any: SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, 0).into();
-        let req = Request::new(root, any, any, Proto::Udp, 17);
+    fn new(req: Request) -> Parked {
         Parked {
-            req: NonNull::from(Box::leak(Box::new(req.unwrap_or_else(|| {
-                unreachable!("a message with one question makes a request")
-            })))),
+            req: NonNull::from(Box::leak(Box::new(req))),
         }
     }
 
     fn get(&self) -> &Request {
-        // SAFETY: `req` came from `Box::leak` in `asking_root` and is freed only by `drop`;
+        // SAFETY: `req` came from `Box::leak` in `new` and is freed only by `drop`;
         // the borrow of `self` keeps `get_mut` from writing meanwhile.
         unsafe { self.req.as_ref() }
     }
