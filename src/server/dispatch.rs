@@ -30,6 +30,8 @@ pub struct BlockServer {
 
 struct ZoneEntry {
     zone: String,
+    /// The zone is the root (decided once, not by a string comparison per query).
+    root: bool,
     block: Arc<BlockServer>,
 }
 
@@ -53,7 +55,8 @@ impl ZoneTable {
             return false;
         }
         self.allow_chaos |= block.allow_chaos;
-        self.entries.push(ZoneEntry { zone, block });
+        let root = zone == ".";
+        self.entries.push(ZoneEntry { zone, root, block });
         self.entries
             .sort_by_key(|e| std::cmp::Reverse(e.zone.len()));
         true
@@ -75,7 +78,7 @@ impl ZoneTable {
         let mut root = None;
         let mut ds = None;
         for e in &self.entries {
-            if e.zone == "." {
+            if e.root {
                 root = root.or(Some(&e.block));
                 continue;
             }
