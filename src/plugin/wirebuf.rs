@@ -33,18 +33,25 @@ pub fn take(capacity: usize) -> Vec<u8> {
 }
 
 /// Keep `buf` for a later [`take`] on this thread (or free it when enough are kept).
-pub fn give(mut buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > KEEP_CAPACITY {
-        return;
-    }
-    buf.clear();
+pub fn give(buf: Vec<u8>) {
+    give_all(std::iter::once(buf));
+}
+
+/// [`give`] for many buffers at once (a listener's sent batch): the thread's pool is reached
+/// once, not once per buffer.
+pub fn give_all(bufs: impl Iterator<Item = Vec<u8>>) {
     let _ = SPARE.try_with(|s| {
-        if let Ok(mut s) = s.try_borrow_mut()
-            && s.len() < KEEP
-        {
+        let Ok(mut s) = s.try_borrow_mut() else {
+            return;
+        };
+        for mut buf in bufs {
+            if buf.capacity() == 0 || buf.capacity() > KEEP_CAPACITY || s.len() >= KEEP {
+                continue;
+            }
             if s.capacity() == 0 {
                 s.reserve_exact(KEEP);
             }
+            buf.clear();
             s.push(buf);
         }
     });
@@ -67,5 +74,11 @@ mod tests {
         assert!(c.capacity() >= 200);
         give(Vec::with_capacity(KEEP_CAPACITY + 1));
         assert!(take(10).capacity() < KEEP_CAPACITY);
+        // At most KEEP are kept.
+        give_all((0..KEEP + 10).map(|_| Vec::with_capacity(64)));
+        let kept = std::iter::from_fn(|| Some(take(1)))
+            .take_while(|b| b.capacity() >= 64)
+            .count();
+        assert_eq!(kept, KEEP);
     }
 }

@@ -143,13 +143,11 @@ async fn run(
         }
         out.retain(|(bytes, _)| !bytes.is_empty());
         let sent = mmsg::send_batch(fd, &out);
-        for (i, (bytes, dst)) in out.drain(..).enumerate() {
-            if i >= sent {
-                send(&sock, &bytes, dst).await;
-            }
-            // The next answers on this thread are written into these buffers.
-            wirebuf::give(bytes);
+        for (bytes, dst) in &out[sent.min(out.len())..] {
+            send(&sock, bytes, *dst).await;
         }
+        // The next answers on this thread are written into these buffers.
+        wirebuf::give_all(out.drain(..).map(|(bytes, _)| bytes));
     }
 }
 
