@@ -7,6 +7,7 @@
 //! first setup registers it, every later setup (another server block, a reload) gets the same
 //! counters back, so values survive a reload as they do in CoreDNS.
 
+pub mod clock;
 pub mod histogram;
 
 use std::any::{Any, TypeId};

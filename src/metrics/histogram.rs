@@ -56,7 +56,13 @@ impl Histogram {
     pub fn observe_units(&self, n: u64) {
         let inner = &*self.0;
         // First bucket whose upper bound is >= n * unit (`le` semantics); past the end is +Inf.
-        let i = inner.limits.partition_point(|&l| l < n);
+        // A scan from the smallest bound, not a bisection: DNS sizes and durations are nearly
+        // always in the first two or three buckets, where the scan stops at once.
+        let i = inner
+            .limits
+            .iter()
+            .position(|&l| l >= n)
+            .unwrap_or(inner.limits.len());
         inner.counts[i].fetch_add(1, Ordering::Relaxed);
         inner.sum.fetch_add(n, Ordering::Relaxed);
     }

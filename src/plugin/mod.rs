@@ -19,6 +19,7 @@ pub mod request;
 pub mod response;
 pub mod setup;
 pub mod upstream;
+pub mod wirebuf;
 
 use std::fmt;
 use std::future::Future;

@@ -35,4 +35,21 @@ pub trait QueryRecorder: Send + Sync {
         size: usize,
         start: Instant,
     );
+
+    /// [`QueryRecorder::record`] for a query that took `elapsed_ns` nanoseconds, measured on
+    /// [`crate::metrics::clock`] (the server's hot path does, to spare an `Instant`).
+    fn record_ns(
+        &self,
+        req: &Request,
+        rcode: ResponseCode,
+        plugin: &'static str,
+        size: usize,
+        elapsed_ns: u64,
+    ) {
+        let now = Instant::now();
+        let start = now
+            .checked_sub(std::time::Duration::from_nanos(elapsed_ns))
+            .unwrap_or(now);
+        self.record(req, rcode, plugin, size, start);
+    }
 }

@@ -1,6 +1,7 @@
 //! From bytes in to bytes out: parse a query, find its server block, run the chain, and make the
 //! answer fit the client (EDNS0, truncation), as CoreDNS's `dnsserver.Server.ServeDNS` does.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,8 +11,10 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use crate::dnsname::is_subdomain;
+use crate::metrics::clock;
 use crate::plugin::observe::QueryRecorder;
-use crate::plugin::{Chain, Failure, Outcome, Proto, Request};
+use crate::plugin::request::Question;
+use crate::plugin::{Chain, Failure, Outcome, Proto, Request, Served};
 
 /// One server block as reached through one of its keys.
 pub struct BlockServer {
@@ -27,6 +30,8 @@ pub struct BlockServer {
 
 struct ZoneEntry {
     zone: String,
+    /// The zone is the root (decided once, not by a string comparison per query).
+    root: bool,
     block: Arc<BlockServer>,
 }
 
@@ -50,7 +55,8 @@ impl ZoneTable {
             return false;
         }
         self.allow_chaos |= block.allow_chaos;
-        self.entries.push(ZoneEntry { zone, block });
+        let root = zone == ".";
+        self.entries.push(ZoneEntry { zone, root, block });
         self.entries
             .sort_by_key(|e| std::cmp::Reverse(e.zone.len()));
         true
@@ -72,7 +78,7 @@ impl ZoneTable {
         let mut root = None;
         let mut ds = None;
         for e in &self.entries {
-            if e.zone == "." {
+            if e.root {
                 root = root.or(Some(&e.block));
                 continue;
             }
@@ -124,49 +130,188 @@ pub fn prepare(
     local: SocketAddr,
     proto: Proto,
 ) -> Prepared {
+    match prepare_routed(table, wire, src, local, proto) {
+        Routed::Question(q, block) => {
+            let (zone, server) = (block.zone.clone(), block.server.clone());
+            Prepared::Serve(
+                block.clone(),
+                Request::asking(q, src, local, proto, zone, server),
+            )
+        }
+        Routed::Prepared(prepared) => prepared,
+    }
+}
+
+/// What [`prepare_routed`] made of a message.
+// A question is moved once, into the request its listener builds in place.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed<'t> {
+    /// The common query, read by hand ([`Question::read`]), and the block that answers it: the
+    /// listener makes the request ([`Request::asking`]) where it keeps it, and clones the block
+    /// only when the answer waits.
+    Question(Question, &'t Arc<BlockServer>),
+    /// Anything else, as [`prepare`] has it.
+    Prepared(Prepared),
+}
+
+/// [`prepare`], leaving the common query as a question routed to its block.
+pub fn prepare_routed<'t>(
+    table: &'t ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Routed<'t> {
+    if let Some(early) = check_header(wire) {
+        return Routed::Prepared(early);
+    }
+    // The common query is read by hand, and only becomes a request once its block is known
+    // (so the zone and server are set once); anything else gets hickory's full parse, which
+    // also decides what is malformed.
+    if let Some(q) = Question::read(wire) {
+        return match route(table, q.qclass(), q.edns(), q.name(), q.qtype()) {
+            Ok(block) => Routed::Question(q, block),
+            Err(refusal) => {
+                let req = Request::asking(q, src, local, proto, Arc::from("."), Arc::from(""));
+                Routed::Prepared(Prepared::Reply(refusal.reply(table, &req)))
+            }
+        };
+    }
+    Routed::Prepared(match full_parse(table, wire, src, local, proto) {
+        Ok((req, block)) => Prepared::Serve(block.clone(), req),
+        Err(reply) => Prepared::Reply(reply),
+    })
+}
+
+/// What [`prepare_in`] made of a message.
+pub enum Placed<'t> {
+    /// The request is in place: run this block's chain on it.
+    Serve(&'t Arc<BlockServer>),
+    /// Answer at once (see [`Prepared::Reply`]).
+    Reply(Vec<u8>),
+    /// Not worth an answer.
+    Drop,
+}
+
+/// [`prepare`] into a request a listener keeps for query after query: the common query is read
+/// straight into `req`'s memory ([`Request::reread`]), and its zone and server are only
+/// replaced when the block is another one (no reference count touched for the usual query).
+/// After anything but [`Placed::Serve`], `req` holds nothing the caller should serve.
+pub fn prepare_in<'t>(
+    table: &'t ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    req: &mut Request,
+) -> Placed<'t> {
+    let placed = |prepared: Prepared| match prepared {
+        Prepared::Reply(bytes) => Placed::Reply(bytes),
+        _ => Placed::Drop,
+    };
+    if let Some(early) = check_header(wire) {
+        return placed(early);
+    }
+    let block = if req.reread(wire, src, local, proto) {
+        match route(table, req.qclass(), req.edns(), req.name(), req.qtype()) {
+            Ok(block) => block,
+            Err(refusal) => return Placed::Reply(refusal.reply(table, req)),
+        }
+    } else {
+        match full_parse(table, wire, src, local, proto) {
+            Ok((parsed, block)) => {
+                *req = parsed;
+                block
+            }
+            Err(reply) => return Placed::Reply(reply),
+        }
+    };
+    if !Arc::ptr_eq(&req.zone, &block.zone) {
+        req.zone = block.zone.clone();
+    }
+    if !Arc::ptr_eq(&req.server, &block.server) {
+        req.server = block.server.clone();
+    }
+    Placed::Serve(block)
+}
+
+/// Steps 1 to 4 of [`prepare`]: what becomes of a message whose header alone decides.
+fn check_header(wire: &[u8]) -> Option<Prepared> {
     let Some(header) = wire.get(..12) else {
-        return Prepared::Drop;
+        return Some(Prepared::Drop);
     };
     if header[2] & 0x80 != 0 {
-        return Prepared::Drop;
+        return Some(Prepared::Drop);
     }
     let opcode = (header[2] >> 3) & 0x0f;
     if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
-        return Prepared::Reply(reject(wire, ResponseCode::NotImp, false));
+        return Some(Prepared::Reply(reject(wire, ResponseCode::NotImp, false)));
     }
     let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
     if count(4) != 1 || count(6) > 1 || count(8) > 1 || count(10) > 2 {
-        return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
+        return Some(Prepared::Reply(reject(wire, ResponseCode::FormErr, false)));
     }
-    // The common query is read by hand; anything else gets hickory's full parse, which also
-    // decides what is malformed.
-    let mut req = match Request::from_wire(wire, src, local, proto) {
-        Some(req) => req,
-        None => {
-            let msg = match Message::from_vec(wire) {
-                Ok(m) => m,
-                Err(_) => return Prepared::Reply(reject(wire, ResponseCode::FormErr, true)),
-            };
-            let Some(req) = Request::new(msg, src, local, proto, wire.len()) else {
-                return Prepared::Reply(reject(wire, ResponseCode::FormErr, false));
-            };
-            req
+    None
+}
+
+/// The rest of [`prepare`] for a message that is not the common query: the request with its
+/// zone and server set, and its block; or the reply to send instead.
+fn full_parse<'t>(
+    table: &'t ZoneTable,
+    wire: &[u8],
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+) -> Result<(Request, &'t Arc<BlockServer>), Vec<u8>> {
+    let msg = match Message::from_vec(wire) {
+        Ok(m) => m,
+        Err(_) => return Err(reject(wire, ResponseCode::FormErr, true)),
+    };
+    let Some(mut req) = Request::new(msg, src, local, proto, wire.len()) else {
+        return Err(reject(wire, ResponseCode::FormErr, false));
+    };
+    match route(table, req.qclass(), req.edns(), req.name(), req.qtype()) {
+        Ok(block) => {
+            req.zone = block.zone.clone();
+            req.server = block.server.clone();
+            Ok((req, block))
         }
-    };
-    if req.qclass() != DNSClass::IN && !table.allow_chaos {
-        return Prepared::Reply(refuse(table, &req));
+        Err(refusal) => Err(refusal.reply(table, &req)),
     }
-    if let Some(edns) = req.edns()
-        && edns.version() != 0
-    {
-        return Prepared::Reply(badvers(&req));
+}
+
+/// Why a well-formed query gets no block.
+enum Refusal {
+    /// A class this listener does not serve, or no zone matched: REFUSED.
+    Refused,
+    /// An EDNS version other than 0: BADVERS.
+    BadVers,
+}
+
+impl Refusal {
+    fn reply(self, table: &ZoneTable, req: &Request) -> Vec<u8> {
+        match self {
+            Refusal::Refused => refuse(table, req),
+            Refusal::BadVers => badvers(req),
+        }
     }
-    let Some(block) = table.lookup(req.name(), req.qtype()) else {
-        return Prepared::Reply(refuse(table, &req));
-    };
-    req.zone = block.zone.clone();
-    req.server = block.server.clone();
-    Prepared::Serve(block.clone(), req)
+}
+
+/// Steps 6 to 8 of [`prepare`]: the block that answers this question.
+fn route<'t>(
+    table: &'t ZoneTable,
+    qclass: DNSClass,
+    edns: Option<&Edns>,
+    name: &str,
+    qtype: RecordType,
+) -> Result<&'t Arc<BlockServer>, Refusal> {
+    if qclass != DNSClass::IN && !table.allow_chaos {
+        return Err(Refusal::Refused);
+    }
+    if edns.is_some_and(|e| e.version() != 0) {
+        return Err(Refusal::BadVers);
+    }
+    table.lookup(name, qtype).ok_or(Refusal::Refused)
 }
 
 /// REFUSED before any block, counted as CoreDNS's `errorAndMetricsFunc` counts it.
@@ -193,18 +338,45 @@ fn badvers(req: &Request) -> Vec<u8> {
 /// Run the chain and encode what it answered. The future owns everything it needs, so a
 /// listener can poll it once in place and only spawn it when it really waits.
 pub async fn serve(block: Arc<BlockServer>, req: Request) -> Vec<u8> {
+    serve_since(block, req, clock::now_ns()).await
+}
+
+/// [`serve`] for a query received at `received` (a [`clock::now_ns`] reading), which is where its
+/// duration is measured from
+/// (`coredns_dns_request_duration_seconds`). A UDP listener passes the time it read the batch
+/// of queries: the clock is read once per batch instead of once per query, and the duration
+/// then also counts the wait behind the batch's earlier queries, which the client sees too.
+// Not an `async fn`: that would move the request from the future's arguments into its body's
+// locals on the first poll (a copy of a few hundred bytes per query); an `async move` block
+// uses what it captured where it lies.
+#[allow(clippy::manual_async_fn)]
+pub fn serve_since(
+    block: Arc<BlockServer>,
+    req: Request,
+    received: u64,
+) -> impl Future<Output = Vec<u8>> + Send {
+    async move {
+        // Most answers are ready at once; only a handler that waits pays for the await.
+        let outcome = match block.chain.serve(&req) {
+            Served::Ready(outcome) => outcome,
+            Served::Pending(fut) => fut.await,
+        };
+        answered(&block, &req, outcome, received)
+    }
+}
+
+/// The bytes to send for the chain's `outcome` ([`finish`]), recorded by the block's metrics
+/// with the time since `received` (a [`clock::now_ns`] reading).
+pub fn answered(block: &BlockServer, req: &Request, outcome: Outcome, received: u64) -> Vec<u8> {
     let Some(recorder) = &block.recorder else {
-        let outcome = block.chain.serve(&req).await;
-        return finish(&req, outcome);
+        return finish(req, outcome);
     };
-    let start = Instant::now();
-    let outcome = block.chain.serve(&req).await;
     let (rcode, plugin) = match &outcome {
         Ok(resp) => (resp.rcode(), resp.plugin),
         Err(f) => (f.rcode, ""),
     };
-    let bytes = finish(&req, outcome);
-    recorder.record(&req, rcode, plugin, bytes.len(), start);
+    let bytes = finish(req, outcome);
+    recorder.record_ns(req, rcode, plugin, bytes.len(), clock::since_ns(received));
     bytes
 }
 
@@ -770,6 +942,8 @@ mod tests {
             query_wire(".", RecordType::NS, DNSClass::IN, Some((100, 0))),
         ];
         let mut fast = 0;
+        // One request reused for every mutant, as a UDP listener reuses it.
+        let mut kept = Request::from_wire(&seeds[0], addr(), addr(), Proto::Udp).unwrap();
         let mut x: u64 = 0x2545f4914f6cdd1d;
         let mut next = || {
             x ^= x << 13;
@@ -794,6 +968,7 @@ mod tests {
             if same_as_full_parse(&w) {
                 fast += 1;
             }
+            same_in_place(&t, &w, &mut kept);
             for proto in [Proto::Udp, Proto::Tcp] {
                 match run(&t, &w, proto) {
                     Prepared::Serve(_, req) => {
@@ -814,6 +989,34 @@ mod tests {
         }
         // Enough mutants stay on the hand-read path for the comparison to mean something.
         assert!(fast > 2_000, "only {fast} mutants read by hand");
+    }
+
+    /// `prepare_in` into a request that served other queries before must come to what
+    /// `prepare` comes to with a fresh one.
+    fn same_in_place(t: &ZoneTable, wire: &[u8], kept: &mut Request) {
+        let what = format!("{wire:02x?}");
+        match (
+            prepare(t, wire, addr(), addr(), Proto::Udp),
+            prepare_in(t, wire, addr(), addr(), Proto::Udp, kept),
+        ) {
+            (Prepared::Drop, Placed::Drop) => {}
+            (Prepared::Reply(a), Placed::Reply(b)) => assert_eq!(a, b, "{what}"),
+            (Prepared::Serve(a, fresh), Placed::Serve(b)) => {
+                assert!(Arc::ptr_eq(&a, b), "{what}");
+                assert_eq!(fresh.zone, kept.zone, "{what}");
+                assert_eq!(fresh.server, kept.server, "{what}");
+                assert_eq!(fresh.name(), kept.name(), "{what}");
+                assert_eq!(fresh.qname_wire(), kept.qname_wire(), "{what}");
+                assert_eq!(fresh.qtype(), kept.qtype(), "{what}");
+                assert_eq!(fresh.qclass(), kept.qclass(), "{what}");
+                assert_eq!(fresh.metadata(), kept.metadata(), "{what}");
+                assert_eq!(fresh.edns(), kept.edns(), "{what}");
+                assert_eq!(fresh.wire_len, kept.wire_len, "{what}");
+                assert_eq!(fresh.msg(), kept.msg(), "{what}");
+                assert_eq!(fresh.reply(), kept.reply(), "{what}");
+            }
+            _ => panic!("prepare and prepare_in differ: {what}"),
+        }
     }
 
     /// When `Request::from_wire` reads `wire`, hickory's full parse must read it too and agree
@@ -852,7 +1055,9 @@ mod sizes {
     /// lazily built parts are boxed to keep these small. A guard against a field that undoes it.
     #[test]
     fn hot_path_values_stay_small() {
-        assert!(std::mem::size_of::<crate::plugin::Request>() <= 256);
+        // A request is moved a few times before the chain borrows it; its question name lives
+        // inside it (128 bytes) because an allocation per query costs more than those moves.
+        assert!(std::mem::size_of::<crate::plugin::Request>() <= 384);
         assert!(std::mem::size_of::<crate::plugin::Outcome>() <= 80);
     }
 }

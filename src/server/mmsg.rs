@@ -219,8 +219,9 @@ struct SegmentCmsg {
     _pad: [u8; 6],
 }
 
-/// Send `out` with as few system calls as the kernel allows, removing what was sent; what is
-/// left would have blocked (the caller sends it one by one, waiting for room).
+/// Send `out` with as few system calls as the kernel allows. What was sent (or given up on
+/// after a hard error) is moved to the front, and its count returned; the rest would have
+/// blocked (the caller sends it one by one, waiting for room).
 ///
 /// Answers to the same client of the same length go out as one segmented send (UDP GSO): the
 /// kernel walks routing, netfilter and the device once for the group instead of once per
@@ -229,27 +230,25 @@ struct SegmentCmsg {
 /// pods that open a socket per lookup don't, and lose nothing by it. The order in which answers
 /// leave changes, which UDP never promised. The call's headers live on the stack: nothing is
 /// allocated per batch.
-pub fn send_batch(fd: RawFd, out: &mut Vec<(Vec<u8>, SocketAddr)>) {
-    let mut done = [false; BATCH];
-    let mut base = 0;
-    while base < out.len() {
-        let end = (base + BATCH).min(out.len());
-        let blocked = send_chunk(fd, &out[base..end], &mut done[..end - base]);
-        // Drop what this chunk sent; keep the rest in order.
-        let mut i = 0;
-        let mut sent = 0;
-        out.retain(|_| {
-            let keep = i < base || i >= end || !done[i - base];
-            sent += usize::from(!keep);
-            i += 1;
-            keep
-        });
-        done.fill(false);
-        if blocked {
-            return;
+pub fn send_batch(fd: RawFd, out: &mut [(Vec<u8>, SocketAddr)]) -> usize {
+    let mut sent = 0;
+    while sent < out.len() {
+        let start = sent;
+        let end = (start + BATCH).min(out.len());
+        let mut done = [false; BATCH];
+        let blocked = send_chunk(fd, &out[start..end], &mut done[..end - start]);
+        // What this chunk sent moves to the front of what is left.
+        for i in start..end {
+            if done[i - start] {
+                out.swap(sent, i);
+                sent += 1;
+            }
         }
-        base = end - sent;
+        if blocked {
+            break;
+        }
     }
+    sent
 }
 
 /// One segmented or plain `sendmmsg` message: the range of `plan` it carries.
@@ -437,8 +436,11 @@ mod tests {
         want_b.push(big.clone());
         out.push((big, to_b));
 
-        send_batch(server.as_raw_fd(), &mut out);
-        assert!(out.is_empty(), "everything was sent");
+        assert_eq!(
+            send_batch(server.as_raw_fd(), &mut out),
+            out.len(),
+            "all sent"
+        );
         assert!(GSO.load(Ordering::Relaxed), "this kernel segments");
         for (sock, mut want) in [(&a, want_a), (&b, want_b)] {
             let mut got = Vec::new();
@@ -474,8 +476,7 @@ mod tests {
         let port = client.local_addr().unwrap().port();
         let mapped = SocketAddr::new(Ipv4Addr::LOCALHOST.to_ipv6_mapped().into(), port);
         let mut out: Vec<_> = (0..10u8).map(|i| (vec![i; 30], mapped)).collect();
-        send_batch(server.as_raw_fd(), &mut out);
-        assert!(out.is_empty());
+        assert_eq!(send_batch(server.as_raw_fd(), &mut out), 10);
         let mut buf = [0u8; 64];
         let mut got: Vec<u8> = (0..10)
             .map(|_| {

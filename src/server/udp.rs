@@ -3,9 +3,10 @@
 //! ready at once (cache hit, local data) is sent from the receive loop without spawning a task;
 //! only answers that wait (a forwarded query) become tasks.
 
-use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -18,10 +19,10 @@ use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 
 use super::deferred;
-use super::dispatch::{Prepared, ZoneTable, prepare, reject, serve};
+use super::dispatch::{BlockServer, Placed, ZoneTable, answered, prepare_in, reject};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
-use crate::plugin::Proto;
+use crate::plugin::{BoxOutcome, Proto, Request, Served, wirebuf};
 use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -81,9 +82,14 @@ async fn run(
     let local = sock.local_addr()?;
     let fd = sock.as_raw_fd();
     let mut batch = RecvBatch::new();
+    let mut out: Answers = Vec::with_capacity(mmsg::BATCH);
     let outbox = Arc::new(Outbox::default());
     tokio::spawn(outbox.clone().flush(sock.clone()));
-    let mut out: Answers = Vec::with_capacity(mmsg::BATCH);
+    // The request of the last query answered at once, whose memory the next one reuses; after
+    // an answer that waits took it along, a copy of `blank` (cheap: nothing built lazily yet).
+    let mut spare: Option<Parked> = None;
+    let blank = Request::from_wire(&ROOT_QUERY, local, local, Proto::Udp)
+        .ok_or_else(|| io::Error::other("the root query does not read"))?;
     loop {
         tokio::select! {
             ready = sock.readable() => ready?,
@@ -96,46 +102,55 @@ async fn run(
             Err(_) => continue,
         };
         let table = table.load();
+        let received = crate::metrics::clock::now_ns();
         // Queries to upstreams made while serving this batch leave together at its end.
         deferred::begin();
         for i in 0..n {
             let Some((wire, src)) = batch.get(i) else {
                 continue;
             };
-            match prepare(&table, wire, src, local, Proto::Udp) {
-                Prepared::Drop => {}
-                Prepared::Reply(bytes) => out.push((bytes, src)),
-                Prepared::Serve(block, req) => {
-                    let mut fut = Box::pin(serve(block, req));
-                    // Poll once in place: most answers are ready without waiting. The plugins
-                    // run on this listener's own thread here, so a panic in one must not end
-                    // the thread (and silence the socket): it is caught, counted by the panic
-                    // hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's
-                    // per-query recover answers. A panic in a spawned task ends only that task.
-                    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-                    }));
-                    match polled {
-                        Err(_) => out.push((reject(wire, ResponseCode::ServFail, true), src)),
-                        Ok(Poll::Ready(bytes)) => out.push((bytes, src)),
-                        Ok(Poll::Pending) => {
-                            let outbox = outbox.clone();
-                            let guard = InFlight::start();
-                            tokio::spawn(async move {
-                                let bytes = fut.await;
-                                outbox.push(bytes, src, guard);
-                            });
-                        }
-                    }
+            // The request is read straight into the memory of the last one answered at once.
+            let parked = spare.get_or_insert_with(|| Parked::new(blank.clone()));
+            let block = match prepare_in(&table, wire, src, local, Proto::Udp, parked.get_mut()) {
+                Placed::Drop => continue,
+                Placed::Reply(bytes) => {
+                    out.push((bytes, src));
+                    continue;
                 }
+                Placed::Serve(block) => block,
+            };
+            // SAFETY: a waiting answer goes into a `Waiting` with this request and block.
+            match unsafe { run_in_place(block, parked.get(), received) } {
+                InPlace::Panicked => out.push((reject(wire, ResponseCode::ServFail, true), src)),
+                InPlace::Answered(bytes) => out.push((bytes, src)),
+                // The answer waits: the future goes to a task together with the request and
+                // the block it borrows (the table may be swapped meanwhile), and the next
+                // query gets new memory.
+                InPlace::Waits(fut) => match spare.take() {
+                    Some(req) => {
+                        // SAFETY: `fut` came from `run_in_place` on this request and block,
+                        // and the `Arc` clone keeps that same block.
+                        let waiting = unsafe { Waiting::new(fut, req, block.clone()) };
+                        let outbox = outbox.clone();
+                        let guard = InFlight::start();
+                        tokio::spawn(async move {
+                            let bytes = waiting.answer(received).await;
+                            outbox.push(bytes, src, guard);
+                        });
+                    }
+                    // Not reached: the request was parked there just above.
+                    None => drop(fut),
+                },
             }
         }
         deferred::flush();
         out.retain(|(bytes, _)| !bytes.is_empty());
-        mmsg::send_batch(fd, &mut out);
-        for (bytes, dst) in out.drain(..) {
-            send(&sock, &bytes, dst).await;
+        let sent = mmsg::send_batch(fd, &mut out);
+        for (bytes, dst) in &out[sent..] {
+            send(&sock, bytes, *dst).await;
         }
+        // The next answers on this thread are written into these buffers.
+        wirebuf::give_all(out.drain(..).map(|(bytes, _)| bytes));
     }
 }
 
@@ -178,12 +193,139 @@ impl Outbox {
                 std::mem::swap(&mut q.0, &mut out);
                 std::mem::swap(&mut q.1, &mut guards);
             }
-            mmsg::send_batch(fd, &mut out);
-            for (bytes, dst) in out.drain(..) {
-                send(&sock, &bytes, dst).await;
+            let sent = mmsg::send_batch(fd, &mut out);
+            for (bytes, dst) in &out[sent..] {
+                send(&sock, bytes, *dst).await;
             }
+            wirebuf::give_all(out.drain(..).map(|(bytes, _)| bytes));
             guards.clear();
         }
+    }
+}
+
+/// `. IN NS`, what a parked request asks until the first query is read into it.
+const ROOT_QUERY: [u8; 17] = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+
+/// A request kept at a fixed heap address while the chain answers it, so that an answer that
+/// waits can be moved to a task together with the request it borrows ([`Waiting`]). While
+/// answers are ready at once, the listener reads query after query into the same one
+/// ([`prepare_in`]). Owns the request as a `Box<Request>` would; a raw pointer rather than a
+/// `Box` because moving a `Box` asserts that nothing else points into it, and a waiting answer
+/// does.
+///
+/// Why not a future per query: a cache hit then cost a request built and moved a few times, a
+/// future built around it, a copy of that into a box and a poll; here the query is written
+/// where it is served, the chain is called directly, and only an answer that waits becomes a
+/// task.
+struct Parked {
+    req: NonNull<Request>,
+}
+
+// SAFETY: a `Parked` owns its request exclusively, like `Box<Request>`, which is Send.
+unsafe impl Send for Parked {}
+
+impl Parked {
+    /// A parked request for the root, to be overwritten by the first query read into it.
+    fn new(req: Request) -> Parked {
+        Parked {
+            req: NonNull::from(Box::leak(Box::new(req))),
+        }
+    }
+
+    fn get(&self) -> &Request {
+        // SAFETY: `req` came from `Box::leak` in `new` and is freed only by `drop`;
+        // the borrow of `self` keeps `get_mut` from writing meanwhile.
+        unsafe { self.req.as_ref() }
+    }
+
+    fn get_mut(&mut self) -> &mut Request {
+        // SAFETY: as in `get`; `&mut self` makes this the only reference.
+        unsafe { self.req.as_mut() }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        // SAFETY: the request is live and owned by this `Parked` alone (see `get`).
+        drop(unsafe { Box::from_raw(self.req.as_ptr()) });
+    }
+}
+
+/// A chain's answer that waits, with the request and block it borrows.
+struct Waiting {
+    /// Borrows `*req` and the plugins in `*block`; dropped first (see `Drop`).
+    answer: ManuallyDrop<BoxOutcome<'static>>,
+    req: Parked,
+    block: Arc<BlockServer>,
+}
+
+/// Run `block`'s chain on `req` on the listener's thread: most answers are ready without
+/// waiting, and then no future is made at all; a handler's future is polled once here, and only
+/// one that waits goes to a task. The plugins run on this listener's own thread here, so a
+/// panic in one must not end the thread (and silence the socket): it is caught, counted by the
+/// panic hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's per-query
+/// recover answers. A panic in a spawned task ends only that task.
+///
+/// # Safety
+///
+/// A [`InPlace::Waits`] answer borrows `*block` and `*req` although its type says `'static`:
+/// it must be dropped before either is (see [`Waiting::new`]).
+unsafe fn run_in_place(block: &BlockServer, req: &Request, received: u64) -> InPlace {
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut fut = match block.chain.serve(req) {
+            Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
+            Served::Pending(fut) => fut,
+        };
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(outcome) => Ok(answered(block, req, outcome, received)),
+            Poll::Pending => Err(fut),
+        }
+    }));
+    match polled {
+        Err(_) => InPlace::Panicked,
+        Ok(Ok(bytes)) => InPlace::Answered(bytes),
+        // SAFETY: the future borrows only the chain in `block` and `req` (`Plugin::serve` ties
+        // its lifetime to those two); the caller keeps both alive for as long as it lives.
+        Ok(Err(fut)) => InPlace::Waits(unsafe {
+            std::mem::transmute::<BoxOutcome<'_>, BoxOutcome<'static>>(fut)
+        }),
+    }
+}
+
+/// What running the chain in place came to.
+enum InPlace {
+    Panicked,
+    Answered(Vec<u8>),
+    /// The chain's answer waits; its real lifetime is that of the request and block.
+    Waits(BoxOutcome<'static>),
+}
+
+impl Waiting {
+    /// # Safety
+    ///
+    /// `answer` may borrow nothing but the request parked in `req` and the block behind
+    /// `block`. Both stay where they are when `req` and `block` move (a heap request behind a
+    /// raw pointer, an `Arc`'s target), and both outlive the future: `Waiting` drops it before
+    /// its other fields.
+    unsafe fn new(answer: BoxOutcome<'static>, req: Parked, block: Arc<BlockServer>) -> Waiting {
+        Waiting {
+            answer: ManuallyDrop::new(answer),
+            req,
+            block,
+        }
+    }
+
+    /// Wait for the answer, then encode and record it.
+    async fn answer(mut self, received: u64) -> Vec<u8> {
+        let outcome = (&mut *self.answer).await;
+        answered(&self.block, self.req.get(), outcome, received)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, before the request and block it borrows.
+        unsafe { ManuallyDrop::drop(&mut self.answer) }
     }
 }
 
@@ -214,6 +356,80 @@ mod tests {
         fn serve<'a>(&'a self, _req: &'a Request, _next: Next<'a>) -> Served<'a> {
             panic!("a plugin bug");
         }
+    }
+
+    /// A plugin that answers after a wait, reading the request after the wait (so the task
+    /// really holds the request it borrowed).
+    struct Waits;
+
+    impl Plugin for Waits {
+        fn name(&self) -> &'static str {
+            "waits"
+        }
+
+        fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+            Served::pending(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(crate::plugin::Response::new(req.reply(), self.name()))
+            })
+        }
+    }
+
+    fn table_of(plugin: Arc<dyn Plugin>) -> ZoneTable {
+        let mut table = ZoneTable::default();
+        table.insert(
+            ".".into(),
+            Arc::new(BlockServer {
+                chain: Chain {
+                    plugins: vec![plugin],
+                },
+                zone: Arc::from("."),
+                server: Arc::from("dns://test"),
+                allow_chaos: false,
+                recorder: None,
+            }),
+        );
+        table
+    }
+
+    #[test]
+    fn answers_that_wait_come_from_a_task_with_their_request() {
+        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = sock.local_addr().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        spawn(
+            sock,
+            Arc::new(ArcSwap::from_pointee(table_of(Arc::new(Waits)))),
+            stop,
+        )
+        .unwrap();
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let names = ["a.example.", "Longer-Name.With.Several.Labels.example.org."];
+        for (i, name) in names.iter().enumerate() {
+            let mut q = Message::query();
+            q.metadata.id = 100 + i as u16;
+            q.queries
+                .push(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+            client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+        }
+        let mut seen = Vec::new();
+        for _ in names {
+            let mut buf = [0u8; 512];
+            let (n, _) = client
+                .recv_from(&mut buf)
+                .expect("an answer after the wait");
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            seen.push((m.metadata.id, m.queries[0].name.to_ascii()));
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![(100, "a.example.".to_string()), (101, names[1].to_string())]
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Cache {
 
 struct Inner {
     cfg: Config,
+    /// The root is one of the zones: every question is the cache's (no per-query match).
+    every_name: bool,
     store: Store,
     clock: Clock,
     metrics: ServerMetrics,
@@ -103,6 +105,7 @@ impl Cache {
         Cache {
             inner: Arc::new(Inner {
                 store: Store::new(cfg.pcap, cfg.ncap),
+                every_name: cfg.zones.iter().any(|z| z == "."),
                 cfg,
                 clock: Clock {
                     base_ms: monotonic_ms(),
@@ -508,25 +511,30 @@ impl Inner {
 
 /// A hit: the cached bytes with this client's header bits, question spelling and `ttl`.
 fn respond(e: &Entry, req: &Request, ttl: u32) -> Response {
-    // Room for the OPT record the server may add, so that does not reallocate.
-    let mut w = Vec::with_capacity(e.wire.len() + 11);
+    // Room for the OPT record the server may add, so that does not reallocate; a buffer the
+    // listener sent earlier when there is one.
+    let mut w = crate::plugin::wirebuf::take(e.wire.len() + 11);
     w.extend_from_slice(&e.wire);
     let flags = wire::hit_flags([w[2], w[3]], req);
     w[2] = flags[0];
     w[3] = flags[1];
     wire::copy_qname(&mut w, e.qname_end, req);
     wire::set_ttls(&mut w, &e.ttl_offsets, ttl);
-    Response::from_wire(w, "cache")
+    Response::from_wire(w, NAME)
 }
+
+/// The plugin's name, one string for `name()` and for the answers it writes: `prometheus`
+/// finds a plugin's response counters by the string's address before comparing text.
+static NAME: &str = "cache";
 
 impl Plugin for Cache {
     fn name(&self) -> &'static str {
-        "cache"
+        NAME
     }
 
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
         let inner = &*self.inner;
-        if longest_match(&inner.cfg.zones, req.name()).is_none() {
+        if !inner.every_name && longest_match(&inner.cfg.zones, req.name()).is_none() {
             return next.serve(req);
         }
         let h = inner.metrics.for_server(&req.server);

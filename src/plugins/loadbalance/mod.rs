@@ -162,11 +162,14 @@ impl LoadBalance {
         if !matches!(self.policy, Policy::RoundRobin) || !self.prefer.is_empty() {
             return false;
         }
-        if resp.wire().is_none() {
+        let Some(bytes) = resp.wire() else {
             return false;
-        }
-        if resp.rcode() != ResponseCode::NoError
+        };
+        // The rcode as `Response::rcode` reads a wire-form answer (no OPT record in it).
+        let noerror = bytes.get(3).is_some_and(|b| b & 0x0f == 0);
+        if !noerror
             || matches!(qtype, RecordType::AXFR | RecordType::IXFR)
+            || wire::nothing_to_shuffle(bytes)
         {
             return true;
         }

@@ -245,3 +245,18 @@ fn class_chaos_refused_is_dropped() {
     let series = "coredns_dns_responses_total{plugin=\"\",rcode=\"REFUSED\",server=\"dns://:53\",view=\"\",zone=\"dropped\"}";
     assert_eq!(sample(&text, series).as_deref(), Some("1"), "{text}");
 }
+
+#[test]
+fn type_index_follows_monitored_types() {
+    for (i, t) in MONITORED_TYPES.iter().enumerate() {
+        assert_eq!(type_index(*t), Some(i), "{t}");
+    }
+    for t in [
+        RecordType::CAA,
+        RecordType::NAPTR,
+        RecordType::Unknown(65000),
+    ] {
+        assert_eq!(type_index(t), None, "{t}");
+        assert_eq!(type_label(t), "other");
+    }
+}
