@@ -397,7 +397,23 @@ impl Inner {
     /// jarring TTL experience 1799 -> 8").
     fn absorb(&self, req: &Request, key: u64, outcome: Outcome, prefetch: bool) -> Outcome {
         let resp = outcome?;
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        // An answer still in wire form (a reply `forward` passed on as it came) is cached from
+        // its own bytes: no parse, no encode.
+        let plain = resp
+            .wire()
+            .and_then(|w| wire::layout(w, unix))
+            .filter(|l| l.plain);
         let plugin = resp.plugin;
+        let resp = match plain {
+            Some(l) => match resp.into_wire() {
+                Ok(w) => return self.absorb_wire(req, key, plugin, w, &l, prefetch),
+                Err(resp) => resp,
+            },
+            None => resp,
+        };
         let mut m = resp.into_message();
         let do_bit = req.do_bit();
         let q = &req.metadata();
@@ -405,9 +421,6 @@ impl Inner {
         // its own. A TSIG signature belongs to the upstream exchange.
         let edns = m.edns.take();
         let signature = m.signature.take();
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         let extended_rcode = m.metadata.response_code.high() != 0;
         let mut encoded = match extended_rcode {
             false => m.to_vec().ok(),
@@ -421,7 +434,8 @@ impl Inner {
         if let (Some(w), Some(l)) = (encoded.as_mut(), layout.as_ref()) {
             wire::set_ttls(w, &l.ttl_offsets, ttl);
             if !m.metadata.truncation && kind.cacheable() && !duration.is_zero() {
-                self.store_answer(req, key, &m, kind, w, l, ttl);
+                // CoreDNS's `state.Match`: the answer must be for the question asked.
+                self.store_answer(req, key, question_is(&m, req), kind, w, l, ttl);
             }
         }
         if prefetch {
@@ -453,22 +467,56 @@ impl Inner {
         Ok(Response::new(m, plugin))
     }
 
+    /// [`Inner::absorb`] for an answer in wire form whose walk found nothing that needs
+    /// hickory (no OPT, no TSIG): the same rules, read from the bytes.
+    fn absorb_wire(
+        &self,
+        req: &Request,
+        key: u64,
+        plugin: &'static str,
+        mut w: Vec<u8>,
+        l: &wire::Layout,
+        prefetch: bool,
+    ) -> Outcome {
+        let do_bit = req.do_bit();
+        let kind = l.shape(&w).typify(do_bit, l.expired_sig);
+        let duration = self.duration(kind, l.minimal_ttl(kind));
+        let ttl = duration.as_secs().min(u32::MAX as u64) as u32;
+        wire::set_ttls(&mut w, &l.ttl_offsets, ttl);
+        let truncated = w[2] & 0x02 != 0;
+        if !truncated && kind.cacheable() && !duration.is_zero() {
+            // CoreDNS's `state.Match`: the answer must be for the question asked.
+            let matches = l.qtype == u16::from(req.qtype())
+                && match req.qname_wire() {
+                    Some(asked) => w[12..l.qname_end].eq_ignore_ascii_case(asked),
+                    None => {
+                        hickory_proto::op::Message::from_vec(&w).is_ok_and(|m| question_is(&m, req))
+                    }
+                };
+            self.store_answer(req, key, matches, kind, &w, l, ttl);
+        }
+        if prefetch {
+            return Err(crate::plugin::Failure::no_reply());
+        }
+        // RFC 6840 §5.7-5.8: AD only for clients that asked for DNSSEC or set AD themselves.
+        if !do_bit && !req.metadata().authentic_data {
+            w[3] &= !0x20;
+        }
+        Ok(Response::from_wire(w, plugin))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn store_answer(
         &self,
         req: &Request,
         key: u64,
-        m: &hickory_proto::op::Message,
+        matches: bool,
         kind: Kind,
         w: &[u8],
         l: &wire::Layout,
         ttl: u32,
     ) {
         let h = self.metrics.for_server(&req.server);
-        // CoreDNS's `state.Match`: the answer must be for the question asked.
-        let matches = m.queries.len() == 1
-            && m.queries[0].query_type == req.qtype()
-            && crate::plugin::request::lowercase_name(&m.queries[0].name) == req.name();
         if !matches {
             h.drops.inc();
             return;
@@ -504,6 +552,13 @@ impl Inner {
         h.entries[Class::Success as usize].set(self.store.len(Class::Success) as i64);
         h.entries[Class::Denial as usize].set(self.store.len(Class::Denial) as i64);
     }
+}
+
+/// Whether `m` has exactly the question `req` asked (CoreDNS's `state.Match`).
+fn question_is(m: &hickory_proto::op::Message, req: &Request) -> bool {
+    m.queries.len() == 1
+        && m.queries[0].query_type == req.qtype()
+        && crate::plugin::request::lowercase_name(&m.queries[0].name) == req.name()
 }
 
 /// A hit: the cached bytes with this client's header bits, question spelling and `ttl`.

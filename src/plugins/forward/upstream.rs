@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query};
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -27,6 +27,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{oneshot, watch};
 
 use super::metrics::UpstreamMetrics;
+use super::reply::{self, Plain, Question};
 use super::setup::{Transport, UpstreamSpec};
 
 /// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
@@ -60,6 +61,56 @@ impl Wire {
         match self {
             Wire::Udp => "udp",
             Wire::Tcp | Wire::Tls => "tcp",
+        }
+    }
+}
+
+/// An upstream's answer to our question: its bytes when [`reply::walk`] accepted them, else
+/// hickory's parse of them.
+#[derive(Debug)]
+pub enum Reply {
+    Wire { bytes: Vec<u8>, plain: Plain },
+    Parsed(Message),
+}
+
+impl Reply {
+    /// Read `bytes`, which carry the ID we are waiting for: `Ok(None)` when they do not answer
+    /// `question` (keep waiting), an error when they do not parse.
+    fn read(
+        bytes: &[u8],
+        question: &Question,
+        addr: SocketAddr,
+    ) -> Result<Option<Reply>, ExchangeError> {
+        if let Some(plain) = reply::walk(bytes, question) {
+            return Ok(Some(Reply::Wire {
+                bytes: bytes.to_vec(),
+                plain,
+            }));
+        }
+        let msg = Message::from_vec(bytes)
+            .map_err(|e| ExchangeError::Malformed(format!("dns: bad reply from {addr}: {e}")))?;
+        Ok(question_matches(&msg, question).then_some(Reply::Parsed(msg)))
+    }
+
+    /// The rcode: a wire-form reply has no extended rcode (its OPT, if any, has none).
+    pub fn rcode(&self) -> ResponseCode {
+        match self {
+            Reply::Wire { bytes, .. } => ResponseCode::from(0, bytes[3] & 0x0f),
+            Reply::Parsed(m) => m.metadata.response_code,
+        }
+    }
+
+    pub fn truncated(&self) -> bool {
+        match self {
+            Reply::Wire { bytes, .. } => bytes[2] & 0x02 != 0,
+            Reply::Parsed(m) => m.metadata.truncation,
+        }
+    }
+
+    pub fn no_answers(&self) -> bool {
+        match self {
+            Reply::Wire { bytes, .. } => bytes[6] == 0 && bytes[7] == 0,
+            Reply::Parsed(m) => m.answers.is_empty(),
         }
     }
 }
@@ -179,9 +230,9 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Query,
+        question: &Question,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         match wire {
             Wire::Udp => self.exchange_udp(query, question, timeout).await,
             // Boxed: a TLS handshake's state is large, and would otherwise bloat every UDP
@@ -213,15 +264,15 @@ impl Upstream {
     async fn exchange_udp(
         &self,
         query: &mut [u8],
-        question: &Query,
+        question: &Question,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let pool = self.udp_pool()?;
         let pool = &*pool;
         let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
         let slot = &pool.slots[n % pool.slots.len()];
         let (id, rx) = slot
-            .register(question)
+            .register(*question)
             .ok_or(ExchangeError::Overloaded(self.addr))?;
         // Removes the entry however this future ends: answered, timed out, or dropped.
         let _guard = InFlightGuard { slot, id };
@@ -323,9 +374,9 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Query,
+        question: &Question,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let deadline = Instant::now() + timeout;
         let (mut conn, born, cached) = match self.take_idle() {
             Some((c, born)) => {
@@ -386,17 +437,14 @@ impl Upstream {
                 });
             }
         };
-        let msg = Message::from_vec(&bytes).map_err(|e| {
-            ExchangeError::Malformed(format!("dns: bad reply from {}: {e}", self.addr))
-        })?;
-        if !question_matches(&msg, question) {
+        let Some(reply) = Reply::read(&bytes, question, self.addr)? else {
             return Err(ExchangeError::Malformed(format!(
                 "dns: reply from {} does not match the question",
                 self.addr
             )));
-        }
+        };
         self.put_idle(conn, born);
-        Ok(msg)
+        Ok(reply)
     }
 
     // ---- health ----
@@ -493,16 +541,16 @@ impl Upstream {
 
 /// Whether `msg` answers `question`. A header-only error reply (FORMERR and the like, which
 /// some servers send without the question) is accepted when the ID already matched.
-fn question_matches(msg: &Message, question: &Query) -> bool {
+fn question_matches(msg: &Message, question: &Question) -> bool {
     // A query coming back (QR clear: a reflection, or a forwarding loop) is no answer.
     if msg.metadata.message_type != hickory_proto::op::MessageType::Response {
         return false;
     }
     match msg.queries.as_slice() {
         [q] => {
-            q.query_type == question.query_type
-                && q.query_class == question.query_class
-                && q.name == question.name
+            u16::from(q.query_type) == question.qtype
+                && u16::from(q.query_class) == question.qclass
+                && question.same_name(&q.name)
         }
         [] => msg.metadata.response_code != hickory_proto::op::ResponseCode::NoError,
         _ => false,
@@ -533,11 +581,11 @@ struct UdpPool {
     _stop: watch::Sender<()>,
 }
 
-type Reply = Result<Message, ExchangeError>;
+type Delivery = Result<Reply, ExchangeError>;
 
 struct Pending {
-    question: Query,
-    tx: oneshot::Sender<Reply>,
+    question: Question,
+    tx: oneshot::Sender<Delivery>,
 }
 
 struct UdpSlot {
@@ -571,7 +619,7 @@ impl UdpPool {
 
 impl UdpSlot {
     /// A fresh random ID for `question`, or None when this socket has too much in flight.
-    fn register(&self, question: &Query) -> Option<(u16, oneshot::Receiver<Reply>)> {
+    fn register(&self, question: Question) -> Option<(u16, oneshot::Receiver<Delivery>)> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_IN_FLIGHT {
             return None;
@@ -580,10 +628,7 @@ impl UdpSlot {
         loop {
             let id: u16 = rand::random();
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(id) {
-                v.insert(Pending {
-                    question: question.clone(),
-                    tx,
-                });
+                v.insert(Pending { question, tx });
                 return Some((id, rx));
             }
         }
@@ -594,21 +639,17 @@ impl UdpSlot {
             return;
         }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-        let parsed = Message::from_vec(bytes);
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         let Some(pending) = map.get(&id) else {
             // Late (already timed out) or forged: nobody waits for it.
             return;
         };
-        let reply = match parsed {
-            Ok(msg) if question_matches(&msg, &pending.question) => Ok(msg),
+        let reply = match Reply::read(bytes, &pending.question, self.addr) {
+            Ok(Some(reply)) => Ok(reply),
             // Right ID, wrong question: a spoofing attempt or a confused upstream. Keep
             // waiting for the real answer.
-            Ok(_) => return,
-            Err(e) => Err(ExchangeError::Malformed(format!(
-                "dns: bad reply from {}: {e}",
-                self.addr
-            ))),
+            Ok(None) => return,
+            Err(e) => Err(e),
         };
         if let Some(p) = map.remove(&id) {
             let _ = p.tx.send(reply);
@@ -689,18 +730,22 @@ mod tests {
         Query::query(Name::from_ascii(name).unwrap(), RecordType::A)
     }
 
+    fn asked(name: &str) -> Question {
+        Question::new(&Name::from_ascii(name).unwrap(), 1, 1)
+    }
+
     #[tokio::test]
     async fn in_flight_is_bounded_and_cleaned_up() {
         // A silent upstream: the port is held, nothing ever answers (and no ICMP comes back).
         let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
-        let q = question("example.org.");
+        let q = asked("example.org.");
         let mut waiting = Vec::new();
         for _ in 0..MAX_IN_FLIGHT {
-            waiting.push(slot.register(&q).expect("room"));
+            waiting.push(slot.register(q).expect("room"));
         }
-        assert!(slot.register(&q).is_none(), "the cap holds");
+        assert!(slot.register(q).is_none(), "the cap holds");
         // Every ID is distinct.
         let mut ids: Vec<u16> = waiting.iter().map(|(id, _)| *id).collect();
         ids.sort();
@@ -717,7 +762,7 @@ mod tests {
         let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
-        let (id, mut rx) = slot.register(&question("Example.ORG.")).unwrap();
+        let (id, mut rx) = slot.register(asked("Example.ORG.")).unwrap();
         let reply = |id: u16, name: &str| {
             let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
             m.queries.push(question(name));
@@ -738,11 +783,14 @@ mod tests {
         // The question matches case-insensitively.
         slot.deliver(&reply(id, "EXAMPLE.org."));
         let got = rx.try_recv().expect("delivered").expect("a reply");
-        assert_eq!(got.metadata.id, id);
+        let Reply::Wire { bytes, .. } = got else {
+            panic!("a plain reply is kept as bytes");
+        };
+        assert_eq!(bytes[..2], id.to_be_bytes());
         assert!(slot.in_flight.lock().unwrap().is_empty());
 
         // A reply that does not parse fails the query instead of leaving it waiting.
-        let (id, mut rx) = slot.register(&question("example.org.")).unwrap();
+        let (id, mut rx) = slot.register(asked("example.org.")).unwrap();
         let mut junk = id.to_be_bytes().to_vec();
         junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
         slot.deliver(&junk);
