@@ -141,40 +141,43 @@ pub struct Plain {
 }
 
 /// Label starts seen so far, with the expanded length of the name from there (root included):
-/// where a pointer may point, and how long it makes the name.
+/// where a pointer may point, and how long it makes the name. Only the first `done` entries
+/// count: the labels of the name being read are added after them and only count once that name
+/// is read, so a pointer can only reach an earlier name (hickory's rule).
 struct Labels {
-    at: [(u16, u8); 64],
-    n: usize,
+    at: [(u16, u8); 48],
+    done: usize,
 }
 
 impl Labels {
     fn suffix(&self, target: usize) -> Option<usize> {
-        self.at[..self.n]
+        self.at[..self.done]
             .iter()
             .find(|(o, _)| usize::from(*o) == target)
             .map(|&(_, s)| usize::from(s))
     }
 }
 
-/// Read the name at `pos`; returns where it ends. Its labels are recorded only after the whole
-/// name is read, so that a pointer can only reach an earlier name (hickory's rule).
+/// Read the name at `pos`; returns where it ends.
 fn name(wire: &[u8], mut pos: usize, labels: &mut Labels) -> Option<usize> {
-    let mut starts = [0u16; 128];
-    let mut lens = [0u8; 128];
-    let mut k = 0;
+    // Each label of this name is noted with the length of the name before it; once the whole
+    // length is known, that becomes the length from it on. Labels past the table's room are
+    // not noted (a pointer to them makes the walk decline).
+    let mut n = labels.done;
     let mut own = 0usize;
     let (end, tail) = loop {
         let len = *wire.get(pos)? as usize;
         match len & 0xc0 {
             0 if len == 0 => break (pos + 1, 1),
             0 => {
-                if k == starts.len() {
+                if n < labels.at.len() {
+                    labels.at[n] = (u16::try_from(pos).ok()?, own as u8);
+                    n += 1;
+                }
+                own += 1 + len;
+                if own > 255 {
                     return None;
                 }
-                starts[k] = u16::try_from(pos).ok()?;
-                lens[k] = len as u8;
-                k += 1;
-                own += 1 + len;
                 pos += 1 + len;
             }
             0xc0 => {
@@ -188,15 +191,10 @@ fn name(wire: &[u8], mut pos: usize, labels: &mut Labels) -> Option<usize> {
     if total > 255 {
         return None;
     }
-    // Record each label with the length of the name from it on.
-    let mut rest = total;
-    for i in 0..k {
-        if labels.n < labels.at.len() {
-            labels.at[labels.n] = (starts[i], rest as u8);
-            labels.n += 1;
-        }
-        rest -= 1 + usize::from(lens[i]);
+    for entry in &mut labels.at[labels.done..n] {
+        entry.1 = (total - usize::from(entry.1)) as u8;
     }
+    labels.done = n;
     Some(end)
 }
 
@@ -235,8 +233,8 @@ pub fn walk(wire: &[u8], question: &Question) -> Option<Plain> {
         return None;
     }
     let mut labels = Labels {
-        at: [(0, 0); 64],
-        n: 0,
+        at: [(0, 0); 48],
+        done: 0,
     };
     name(wire, HEADER, &mut labels)?;
     pos = qname_end + 4;

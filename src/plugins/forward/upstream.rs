@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -591,7 +592,7 @@ struct Pending {
 struct UdpSlot {
     sock: UdpSocket,
     addr: SocketAddr,
-    in_flight: Mutex<HashMap<u16, Pending>>,
+    in_flight: Mutex<HashMap<u16, Pending, BuildHasherDefault<IdHasher>>>,
 }
 
 impl UdpPool {
@@ -608,7 +609,7 @@ impl UdpPool {
             let slot = Arc::new(UdpSlot {
                 sock,
                 addr,
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::default()),
             });
             tokio::spawn(read_replies(slot.clone(), stop.subscribe()));
             slots.push(slot);
@@ -666,6 +667,25 @@ impl UdpSlot {
                 self.addr
             ))));
         }
+    }
+}
+
+/// Query IDs are random already: spreading them over the 64-bit hash by one multiplication is
+/// all the map needs (SipHash, the default, costs more than the rest of the lookup).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
