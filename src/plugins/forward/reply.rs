@@ -145,16 +145,18 @@ pub struct Plain {
 /// count: the labels of the name being read are added after them and only count once that name
 /// is read, so a pointer can only reach an earlier name (hickory's rule).
 struct Labels {
-    at: [(u16, u8); 48],
+    offset: [u16; 48],
+    /// The length of the name from that label on (while its name is read: before it).
+    len: [u8; 48],
     done: usize,
 }
 
 impl Labels {
     fn suffix(&self, target: usize) -> Option<usize> {
-        self.at[..self.done]
+        let i = self.offset[..self.done]
             .iter()
-            .find(|(o, _)| usize::from(*o) == target)
-            .map(|&(_, s)| usize::from(s))
+            .position(|&o| usize::from(o) == target)?;
+        Some(usize::from(self.len[i]))
     }
 }
 
@@ -170,8 +172,9 @@ fn name(wire: &[u8], mut pos: usize, labels: &mut Labels) -> Option<usize> {
         match len & 0xc0 {
             0 if len == 0 => break (pos + 1, 1),
             0 => {
-                if n < labels.at.len() {
-                    labels.at[n] = (u16::try_from(pos).ok()?, own as u8);
+                if n < labels.offset.len() {
+                    labels.offset[n] = pos as u16;
+                    labels.len[n] = own as u8;
                     n += 1;
                 }
                 own += 1 + len;
@@ -191,8 +194,8 @@ fn name(wire: &[u8], mut pos: usize, labels: &mut Labels) -> Option<usize> {
     if total > 255 {
         return None;
     }
-    for entry in &mut labels.at[labels.done..n] {
-        entry.1 = (total - usize::from(entry.1)) as u8;
+    for len in &mut labels.len[labels.done..n] {
+        *len = (total - usize::from(*len)) as u8;
     }
     labels.done = n;
     Some(end)
@@ -207,25 +210,14 @@ pub fn walk(wire: &[u8], question: &Question) -> Option<Plain> {
         return None;
     }
     let (an, ns, ar) = (count(6), count(8), count(10));
-    // The question: written out at offset 12 (nothing earlier to point to), our name.
+    // The question: written out at offset 12 (nothing earlier to point to), our name. Compared
+    // whole: length octets (below 64) are their own lower case, so bytes equal ignoring case
+    // are the same labels.
     let want = question.name();
-    let qname = wire.get(HEADER..HEADER + want.len())?;
-    let mut pos = HEADER;
-    while qname[pos - HEADER] != 0 {
-        let len = usize::from(qname[pos - HEADER]);
-        if len > 63 || len != usize::from(want[pos - HEADER]) {
-            return None;
-        }
-        let (a, b) = (pos - HEADER + 1, pos - HEADER + 1 + len);
-        if !qname.get(a..b)?.eq_ignore_ascii_case(want.get(a..b)?) {
-            return None;
-        }
-        pos += 1 + len;
-    }
-    if pos + 1 != HEADER + want.len() {
+    let qname_end = HEADER + want.len();
+    if !wire.get(HEADER..qname_end)?.eq_ignore_ascii_case(want) {
         return None;
     }
-    let qname_end = pos + 1;
     let fixed = wire.get(qname_end..qname_end + 4)?;
     if u16::from_be_bytes([fixed[0], fixed[1]]) != question.qtype
         || u16::from_be_bytes([fixed[2], fixed[3]]) != question.qclass
@@ -233,11 +225,12 @@ pub fn walk(wire: &[u8], question: &Question) -> Option<Plain> {
         return None;
     }
     let mut labels = Labels {
-        at: [(0, 0); 48],
+        offset: [0; 48],
+        len: [0; 48],
         done: 0,
     };
     name(wire, HEADER, &mut labels)?;
-    pos = qname_end + 4;
+    let mut pos = qname_end + 4;
 
     let records = an + ns + ar;
     let mut opt_at = None;

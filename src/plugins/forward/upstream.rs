@@ -16,6 +16,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::metrics::UpstreamMetrics;
 use super::reply::{self, Plain, Question};
@@ -272,11 +273,15 @@ impl Upstream {
         let pool = &*pool;
         let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
         let slot = &pool.slots[n % pool.slots.len()];
-        let (id, rx) = slot
+        let id = slot
             .register(*question)
             .ok_or(ExchangeError::Overloaded(self.addr))?;
         // Removes the entry however this future ends: answered, timed out, or dropped.
-        let _guard = InFlightGuard { slot, id };
+        let mut guard = InFlightGuard {
+            slot,
+            id,
+            taken: false,
+        };
         query[..2].copy_from_slice(&id.to_be_bytes());
         if slot.sock.try_send(query).is_err() {
             slot.sock
@@ -284,9 +289,10 @@ impl Upstream {
                 .await
                 .map_err(|e| ExchangeError::Io(format!("write udp {}: {e}", self.addr)))?;
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
+        let reply = std::future::poll_fn(|cx| slot.poll_reply(&mut guard, cx));
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
             Err(_) => Err(ExchangeError::Timeout {
                 net: "udp",
                 addr: self.addr,
@@ -584,9 +590,12 @@ struct UdpPool {
 
 type Delivery = Result<Reply, ExchangeError>;
 
+/// A query waiting for its reply. The reader task leaves the reply here and wakes the query's
+/// task: no channel to allocate per query.
 struct Pending {
     question: Question,
-    tx: oneshot::Sender<Delivery>,
+    reply: Option<Delivery>,
+    waker: Option<Waker>,
 }
 
 struct UdpSlot {
@@ -620,19 +629,43 @@ impl UdpPool {
 
 impl UdpSlot {
     /// A fresh random ID for `question`, or None when this socket has too much in flight.
-    fn register(&self, question: Question) -> Option<(u16, oneshot::Receiver<Delivery>)> {
+    fn register(&self, question: Question) -> Option<u16> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_IN_FLIGHT {
             return None;
         }
-        let (tx, rx) = oneshot::channel();
         loop {
             let id: u16 = rand::random();
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(id) {
-                v.insert(Pending { question, tx });
-                return Some((id, rx));
+                v.insert(Pending {
+                    question,
+                    reply: None,
+                    waker: None,
+                });
+                return Some(id);
             }
         }
+    }
+
+    /// The reply to the guarded query once it is there (taking the entry out of the map);
+    /// `None` when the entry is gone.
+    fn poll_reply(
+        &self,
+        guard: &mut InFlightGuard<'_>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Delivery>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = map.get_mut(&guard.id) else {
+            return Poll::Ready(None);
+        };
+        if p.reply.is_some() {
+            guard.taken = true;
+            return Poll::Ready(map.remove(&guard.id).and_then(|p| p.reply));
+        }
+        if !p.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            p.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     fn deliver(&self, bytes: &[u8]) {
@@ -641,8 +674,8 @@ impl UdpSlot {
         }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pending) = map.get(&id) else {
-            // Late (already timed out) or forged: nobody waits for it.
+        // Nobody waits for it (late, already timed out, or forged), or it was answered already.
+        let Some(pending) = map.get_mut(&id).filter(|p| p.reply.is_none()) else {
             return;
         };
         let reply = match Reply::read(bytes, &pending.question, self.addr) {
@@ -652,8 +685,11 @@ impl UdpSlot {
             Ok(None) => return,
             Err(e) => Err(e),
         };
-        if let Some(p) = map.remove(&id) {
-            let _ = p.tx.send(reply);
+        pending.reply = Some(reply);
+        let waker = pending.waker.take();
+        drop(map);
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -661,11 +697,17 @@ impl UdpSlot {
     /// lost, so fail them now rather than at their timeout.
     fn fail_all(&self, why: &io::Error) {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, p) in map.drain() {
-            let _ = p.tx.send(Err(ExchangeError::Io(format!(
+        let mut wakers = Vec::new();
+        for p in map.values_mut().filter(|p| p.reply.is_none()) {
+            p.reply = Some(Err(ExchangeError::Io(format!(
                 "read udp {}: {why}",
                 self.addr
             ))));
+            wakers.extend(p.waker.take());
+        }
+        drop(map);
+        for w in wakers {
+            w.wake();
         }
     }
 }
@@ -692,10 +734,15 @@ impl std::hash::Hasher for IdHasher {
 struct InFlightGuard<'a> {
     slot: &'a UdpSlot,
     id: u16,
+    /// The reply was taken, and the entry with it.
+    taken: bool,
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
         let mut map = self
             .slot
             .in_flight
@@ -767,12 +814,16 @@ mod tests {
         }
         assert!(slot.register(q).is_none(), "the cap holds");
         // Every ID is distinct.
-        let mut ids: Vec<u16> = waiting.iter().map(|(id, _)| *id).collect();
+        let mut ids = waiting.clone();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), MAX_IN_FLIGHT);
-        for (id, _) in &waiting {
-            drop(InFlightGuard { slot, id: *id });
+        for &id in &waiting {
+            drop(InFlightGuard {
+                slot,
+                id,
+                taken: false,
+            });
         }
         assert!(slot.in_flight.lock().unwrap().is_empty());
     }
@@ -782,7 +833,19 @@ mod tests {
         let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
-        let (id, mut rx) = slot.register(asked("Example.ORG.")).unwrap();
+        // What the waiting query would see if polled now.
+        let try_recv = |id: u16| {
+            let mut guard = InFlightGuard {
+                slot,
+                id,
+                taken: false,
+            };
+            let mut cx = Context::from_waker(Waker::noop());
+            let got = slot.poll_reply(&mut guard, &mut cx);
+            std::mem::forget(guard);
+            got
+        };
+        let id = slot.register(asked("Example.ORG.")).unwrap();
         let reply = |id: u16, name: &str| {
             let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
             m.queries.push(question(name));
@@ -791,7 +854,7 @@ mod tests {
         // Wrong ID, then right ID with the wrong question: both ignored.
         slot.deliver(&reply(id.wrapping_add(1), "example.org."));
         slot.deliver(&reply(id, "other.example."));
-        assert!(rx.try_recv().is_err());
+        assert!(try_recv(id).is_pending());
         // Too short to carry a header: ignored.
         slot.deliver(&[0, 1, 2]);
         // The query itself coming back (QR clear): ignored.
@@ -799,10 +862,15 @@ mod tests {
         echo.metadata.id = id;
         echo.queries.push(question("example.org."));
         slot.deliver(&echo.to_vec().unwrap());
-        assert!(rx.try_recv().is_err());
+        assert!(try_recv(id).is_pending());
         // The question matches case-insensitively.
         slot.deliver(&reply(id, "EXAMPLE.org."));
-        let got = rx.try_recv().expect("delivered").expect("a reply");
+        // A second reply with the same ID changes nothing.
+        slot.deliver(&reply(id, "example.org."));
+        let Poll::Ready(Some(got)) = try_recv(id) else {
+            panic!("delivered");
+        };
+        let got = got.expect("a reply");
         let Reply::Wire { bytes, .. } = got else {
             panic!("a plain reply is kept as bytes");
         };
@@ -810,14 +878,15 @@ mod tests {
         assert!(slot.in_flight.lock().unwrap().is_empty());
 
         // A reply that does not parse fails the query instead of leaving it waiting.
-        let (id, mut rx) = slot.register(asked("example.org.")).unwrap();
+        let id = slot.register(asked("example.org.")).unwrap();
         let mut junk = id.to_be_bytes().to_vec();
         junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
         slot.deliver(&junk);
         assert!(matches!(
-            rx.try_recv(),
-            Ok(Err(ExchangeError::Malformed(_)))
+            try_recv(id),
+            Poll::Ready(Some(Err(ExchangeError::Malformed(_))))
         ));
+        assert!(slot.in_flight.lock().unwrap().is_empty());
     }
 
     fn upstream(reuse: Reuse) -> Upstream {
