@@ -159,7 +159,9 @@ impl Stanza {
 
         let mut round_start = start;
         let mut backoff = Duration::from_millis(10);
-        while Instant::now() < deadline {
+        // The clock is read once per pass: `now` is also when the attempt starts.
+        let mut now = start;
+        while now < deadline {
             if i >= n {
                 i = 0;
                 fails = 0;
@@ -171,12 +173,14 @@ impl Stanza {
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 round_start = Instant::now();
+                now = round_start;
             }
             let mut up = &self.upstreams[order[i] as usize];
             i += 1;
             if up.down(self.cfg.max_fails) {
                 fails += 1;
                 if fails < n {
+                    now = Instant::now();
                     continue;
                 }
                 // Every upstream is down: health checking itself is probably what is broken.
@@ -191,7 +195,16 @@ impl Stanza {
             }
             attempts += 1;
 
-            match self.attempt(up, req, &mut query, &question, deadline).await {
+            let result = self
+                .attempt(up, req, &mut query, &question, now, deadline)
+                .await;
+            match result {
+                Ok(m) if !self.cfg.failover.contains(&m.rcode()) || failed_over + 1 >= n => {
+                    return Ok(m);
+                }
+                _ => now = Instant::now(),
+            }
+            match result {
                 Err(e @ ExchangeError::Overloaded(_)) => {
                     // Our own limit on queries in flight, not the upstream's health. When every
                     // upstream is that busy, fail now: waiting would only let a flood towards a
@@ -213,13 +226,8 @@ impl Stanza {
                     }
                     break;
                 }
-                Ok(m) => {
-                    if self.cfg.failover.contains(&m.rcode()) && failed_over + 1 < n {
-                        failed_over += 1;
-                        continue;
-                    }
-                    return Ok(m);
-                }
+                // `failover`: the next upstream is asked instead.
+                Ok(_) => failed_over += 1,
             }
         }
         let msg = match last_err {
@@ -237,6 +245,7 @@ impl Stanza {
         req: &Request,
         query: &mut [u8],
         question: &Question,
+        mut now: Instant,
         deadline: Instant,
     ) -> Result<Reply, ExchangeError> {
         let mut wire = if up.is_tls() {
@@ -253,20 +262,21 @@ impl Stanza {
         };
         let mut closed_retries = 0;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(ExchangeError::Timeout {
                     net: if wire == Wire::Udp { "udp" } else { "tcp" },
                     addr: up.addr,
                 });
             }
-            let start = Instant::now();
+            let start = now;
             match up
                 .exchange(wire, query, question, self.cfg.read_timeout.min(left))
                 .await
             {
                 Err(ExchangeError::CachedClosed) if closed_retries < 16 => {
                     closed_retries += 1;
+                    now = Instant::now();
                     continue;
                 }
                 Ok(m) => {
@@ -275,6 +285,7 @@ impl Stanza {
                     // TCP client (here only through `prefer_udp`) must not see TC.
                     if m.truncated() && wire == Wire::Udp && req.proto == Proto::Tcp {
                         wire = Wire::Tcp;
+                        now = Instant::now();
                         continue;
                     }
                     return Ok(m);

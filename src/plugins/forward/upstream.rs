@@ -26,7 +26,7 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::metrics::UpstreamMetrics;
 use super::reply::{self, Plain, Question};
@@ -273,8 +273,9 @@ impl Upstream {
         let pool = &*pool;
         let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
         let slot = &pool.slots[n % pool.slots.len()];
+        let deadline = tokio::time::Instant::now() + timeout;
         let id = slot
-            .register(*question)
+            .register(*question, deadline)
             .ok_or(ExchangeError::Overloaded(self.addr))?;
         // Removes the entry however this future ends: answered, timed out, or dropped.
         let mut guard = InFlightGuard {
@@ -289,14 +290,10 @@ impl Upstream {
                 .await
                 .map_err(|e| ExchangeError::Io(format!("write udp {}: {e}", self.addr)))?;
         }
-        let reply = std::future::poll_fn(|cx| slot.poll_reply(&mut guard, cx));
-        match tokio::time::timeout(timeout, reply).await {
-            Ok(Some(result)) => result,
-            Ok(None) => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
-            Err(_) => Err(ExchangeError::Timeout {
-                net: "udp",
-                addr: self.addr,
-            }),
+        // The reader task fails the query at its deadline (see `read_replies`).
+        match std::future::poll_fn(|cx| slot.poll_reply(&mut guard, cx)).await {
+            Some(result) => result,
+            None => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
         }
     }
 
@@ -596,12 +593,18 @@ struct Pending {
     question: Question,
     reply: Option<Delivery>,
     waker: Option<Waker>,
+    /// When the query gives up: the reader task then answers it with a timeout.
+    deadline: tokio::time::Instant,
 }
 
 struct UdpSlot {
     sock: UdpSocket,
     addr: SocketAddr,
     in_flight: Mutex<HashMap<u16, Pending, BuildHasherDefault<IdHasher>>>,
+    /// The reader task checks deadlines (it does while queries are in flight); when it does
+    /// not, a new query wakes it through `wake_reader`.
+    sweeping: AtomicBool,
+    wake_reader: Notify,
 }
 
 impl UdpPool {
@@ -619,6 +622,8 @@ impl UdpPool {
                 sock,
                 addr,
                 in_flight: Mutex::new(HashMap::default()),
+                sweeping: AtomicBool::new(false),
+                wake_reader: Notify::new(),
             });
             tokio::spawn(read_replies(slot.clone(), stop.subscribe()));
             slots.push(slot);
@@ -629,21 +634,46 @@ impl UdpPool {
 
 impl UdpSlot {
     /// A fresh random ID for `question`, or None when this socket has too much in flight.
-    fn register(&self, question: Question) -> Option<u16> {
+    fn register(&self, question: Question, deadline: tokio::time::Instant) -> Option<u16> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_IN_FLIGHT {
             return None;
         }
-        loop {
+        let id = loop {
             let id: u16 = rand::random();
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(id) {
                 v.insert(Pending {
                     question,
                     reply: None,
                     waker: None,
+                    deadline,
                 });
-                return Some(id);
+                break id;
             }
+        };
+        drop(map);
+        if !self.sweeping.load(Ordering::SeqCst) {
+            self.wake_reader.notify_one();
+        }
+        Some(id)
+    }
+
+    /// Answer every query whose deadline has passed with a timeout.
+    fn expire(&self, now: tokio::time::Instant) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wakers = Vec::new();
+        for p in map.values_mut() {
+            if p.reply.is_none() && p.deadline <= now {
+                p.reply = Some(Err(ExchangeError::Timeout {
+                    net: "udp",
+                    addr: self.addr,
+                }));
+                wakers.extend(p.waker.take());
+            }
+        }
+        drop(map);
+        for w in wakers {
+            w.wake();
         }
     }
 
@@ -752,12 +782,42 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// How often the reader task looks for queries past their deadline while any is in flight: a
+/// UDP query times out up to this much after its read timeout.
+const SWEEP: Duration = Duration::from_millis(20);
+
+/// Receive the socket's replies and hand each to its query; fail queries past their deadline.
+///
+/// Why deadlines are kept here rather than with a timer per query: registering and removing a
+/// timer was a large share of what a forwarded query cost; one timer per socket, re-armed every
+/// `SWEEP` while queries are in flight, does the same work.
 async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
     let mut buf = vec![0u8; 65535];
+    let sweep = tokio::time::sleep(SWEEP);
+    tokio::pin!(sweep);
     loop {
+        // Cleared before looking, so that a query registered after the look sees it clear
+        // and wakes this task.
+        slot.sweeping.store(false, Ordering::SeqCst);
+        let busy = !slot
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if busy {
+            slot.sweeping.store(true, Ordering::SeqCst);
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => return,
+            _ = &mut sweep, if busy => {
+                let now = tokio::time::Instant::now();
+                slot.expire(now);
+                sweep.as_mut().reset(now + SWEEP);
+            }
+            _ = slot.wake_reader.notified(), if !busy => {
+                sweep.as_mut().reset(tokio::time::Instant::now() + SWEEP);
+            }
             r = slot.sock.recv(&mut buf) => match r {
                 Ok(n) => {
                     slot.deliver(&buf[..n]);
@@ -808,11 +868,12 @@ mod tests {
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
         let q = asked("example.org.");
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut waiting = Vec::new();
         for _ in 0..MAX_IN_FLIGHT {
-            waiting.push(slot.register(q).expect("room"));
+            waiting.push(slot.register(q, later).expect("room"));
         }
-        assert!(slot.register(q).is_none(), "the cap holds");
+        assert!(slot.register(q, later).is_none(), "the cap holds");
         // Every ID is distinct.
         let mut ids = waiting.clone();
         ids.sort();
@@ -845,7 +906,8 @@ mod tests {
             std::mem::forget(guard);
             got
         };
-        let id = slot.register(asked("Example.ORG.")).unwrap();
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
+        let id = slot.register(asked("Example.ORG."), later).unwrap();
         let reply = |id: u16, name: &str| {
             let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
             m.queries.push(question(name));
@@ -878,7 +940,7 @@ mod tests {
         assert!(slot.in_flight.lock().unwrap().is_empty());
 
         // A reply that does not parse fails the query instead of leaving it waiting.
-        let id = slot.register(asked("example.org.")).unwrap();
+        let id = slot.register(asked("example.org."), later).unwrap();
         let mut junk = id.to_be_bytes().to_vec();
         junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
         slot.deliver(&junk);
@@ -887,6 +949,80 @@ mod tests {
             Poll::Ready(Some(Err(ExchangeError::Malformed(_))))
         ));
         assert!(slot.in_flight.lock().unwrap().is_empty());
+
+        // Past its deadline, a query is answered with a timeout.
+        let id = slot
+            .register(asked("example.org."), tokio::time::Instant::now())
+            .unwrap();
+        slot.expire(tokio::time::Instant::now());
+        assert!(matches!(
+            try_recv(id),
+            Poll::Ready(Some(Err(ExchangeError::Timeout { net: "udp", .. })))
+        ));
+    }
+
+    /// A silent upstream: the query fails with an i/o timeout shortly after its read timeout,
+    /// from the reader task's sweep.
+    #[tokio::test]
+    async fn silent_upstream_times_out() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let m = crate::metrics::Metrics::new();
+        let family = super::super::metrics::ForwardMetrics::get(&m);
+        let spec = UpstreamSpec {
+            addr: hole.local_addr().unwrap(),
+            transport: Transport::Dns,
+            server_name: None,
+        };
+        let health = HealthCheck {
+            interval: Duration::ZERO,
+            domain: Name::root(),
+            recursion_desired: true,
+            tcp: false,
+        };
+        let reuse = Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::ZERO,
+            max_idle: 0,
+        };
+        let up = Upstream::new(
+            &spec,
+            None,
+            health,
+            reuse,
+            UpstreamMetrics::new(&family, spec.label()),
+        );
+        let mut query = Message::query();
+        query.queries.push(question("example.org."));
+        let mut wire = query.to_vec().unwrap();
+        let start = Instant::now();
+        let got = up
+            .exchange(
+                Wire::Udp,
+                &mut wire,
+                &asked("example.org."),
+                Duration::from_millis(100),
+            )
+            .await;
+        let took = start.elapsed();
+        assert!(
+            matches!(got, Err(ExchangeError::Timeout { net: "udp", .. })),
+            "{got:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(1000),
+            "{took:?}"
+        );
+        // And the next query on the now idle socket times out too (the reader wakes for it).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = up
+            .exchange(
+                Wire::Udp,
+                &mut wire,
+                &asked("example.org."),
+                Duration::from_millis(50),
+            )
+            .await;
+        assert!(matches!(got, Err(ExchangeError::Timeout { .. })), "{got:?}");
     }
 
     fn upstream(reuse: Reuse) -> Upstream {
