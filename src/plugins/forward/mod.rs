@@ -24,7 +24,6 @@ use crate::plugin::{Failure, Next, Plugin, Proto, Request, Response, Served};
 
 use metrics::{ForwardMetrics, UpstreamMetrics};
 use policy::Picker;
-use reply::Question;
 use setup::{Config, Transport};
 use upstream::{ExchangeError, HealthCheck, Reply, Reuse, Upstream, Wire};
 
@@ -147,7 +146,6 @@ impl Stanza {
                 Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}"))
             })?,
         };
-        let question = Question::of(req);
         let n = self.upstreams.len();
         let order = self.picker.order(n);
         let order = order.as_slice();
@@ -169,7 +167,8 @@ impl Stanza {
                 // otherwise spin until the deadline: pause a little, longer each time.
                 if round_start.elapsed() < Duration::from_millis(100) {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(backoff.min(left)).await;
+                    // Boxed: rare, and a timer would otherwise enlarge every query's future.
+                    Box::pin(tokio::time::sleep(backoff.min(left))).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 round_start = Instant::now();
@@ -195,9 +194,7 @@ impl Stanza {
             }
             attempts += 1;
 
-            let result = self
-                .attempt(up, req, &mut query, &question, now, deadline)
-                .await;
+            let result = self.attempt(up, req, &mut query, now, deadline).await;
             match result {
                 Ok(m) if !self.cfg.failover.contains(&m.rcode()) || failed_over + 1 >= n => {
                     return Ok(m);
@@ -244,7 +241,6 @@ impl Stanza {
         up: &Upstream,
         req: &Request,
         query: &mut [u8],
-        question: &Question,
         mut now: Instant,
         deadline: Instant,
     ) -> Result<Reply, ExchangeError> {
@@ -271,7 +267,7 @@ impl Stanza {
             }
             let start = now;
             match up
-                .exchange(wire, query, question, self.cfg.read_timeout.min(left))
+                .exchange(wire, query, req, self.cfg.read_timeout.min(left))
                 .await
             {
                 Err(ExchangeError::CachedClosed) if closed_retries < 16 => {

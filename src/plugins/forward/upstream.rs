@@ -31,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use super::metrics::UpstreamMetrics;
 use super::reply::{self, Plain, Question};
 use super::setup::{Transport, UpstreamSpec};
+use crate::plugin::Request;
 
 /// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
 const MIN_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -232,15 +233,15 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Question,
+        req: &Request,
         timeout: Duration,
     ) -> Result<Reply, ExchangeError> {
         match wire {
-            Wire::Udp => self.exchange_udp(query, question, timeout).await,
+            Wire::Udp => self.exchange_udp(query, req, timeout).await,
             // Boxed: a TLS handshake's state is large, and would otherwise bloat every UDP
             // query's future, which is moved into its task.
             Wire::Tcp | Wire::Tls => {
-                Box::pin(self.exchange_stream(wire, query, question, timeout)).await
+                Box::pin(self.exchange_stream(wire, query, req, timeout)).await
             }
         }
     }
@@ -266,7 +267,7 @@ impl Upstream {
     async fn exchange_udp(
         &self,
         query: &mut [u8],
-        question: &Question,
+        req: &Request,
         timeout: Duration,
     ) -> Result<Reply, ExchangeError> {
         let pool = self.udp_pool()?;
@@ -275,7 +276,7 @@ impl Upstream {
         let slot = &pool.slots[n % pool.slots.len()];
         let deadline = tokio::time::Instant::now() + timeout;
         let id = slot
-            .register(*question, deadline)
+            .register(Question::of(req), deadline)
             .ok_or(ExchangeError::Overloaded(self.addr))?;
         // Removes the entry however this future ends: answered, timed out, or dropped.
         let mut guard = InFlightGuard {
@@ -285,8 +286,8 @@ impl Upstream {
         };
         query[..2].copy_from_slice(&id.to_be_bytes());
         if slot.sock.try_send(query).is_err() {
-            slot.sock
-                .send(query)
+            // Boxed: rare (a full send buffer), and large.
+            Box::pin(slot.sock.send(query))
                 .await
                 .map_err(|e| ExchangeError::Io(format!("write udp {}: {e}", self.addr)))?;
         }
@@ -378,7 +379,7 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Question,
+        req: &Request,
         timeout: Duration,
     ) -> Result<Reply, ExchangeError> {
         let deadline = Instant::now() + timeout;
@@ -441,7 +442,7 @@ impl Upstream {
                 });
             }
         };
-        let Some(reply) = Reply::read(&bytes, question, self.addr)? else {
+        let Some(reply) = Reply::read(&bytes, &Question::of(req), self.addr)? else {
             return Err(ExchangeError::Malformed(format!(
                 "dns: reply from {} does not match the question",
                 self.addr
@@ -994,14 +995,11 @@ mod tests {
         let mut query = Message::query();
         query.queries.push(question("example.org."));
         let mut wire = query.to_vec().unwrap();
+        let a: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let req = Request::new(query, a, a, crate::plugin::Proto::Udp, wire.len()).unwrap();
         let start = Instant::now();
         let got = up
-            .exchange(
-                Wire::Udp,
-                &mut wire,
-                &asked("example.org."),
-                Duration::from_millis(100),
-            )
+            .exchange(Wire::Udp, &mut wire, &req, Duration::from_millis(100))
             .await;
         let took = start.elapsed();
         assert!(
@@ -1015,12 +1013,7 @@ mod tests {
         // And the next query on the now idle socket times out too (the reader wakes for it).
         tokio::time::sleep(Duration::from_millis(100)).await;
         let got = up
-            .exchange(
-                Wire::Udp,
-                &mut wire,
-                &asked("example.org."),
-                Duration::from_millis(50),
-            )
+            .exchange(Wire::Udp, &mut wire, &req, Duration::from_millis(50))
             .await;
         assert!(matches!(got, Err(ExchangeError::Timeout { .. })), "{got:?}");
     }
