@@ -85,10 +85,11 @@ impl Reply {
         addr: SocketAddr,
     ) -> Result<Option<Reply>, ExchangeError> {
         if let Some(plain) = reply::walk(bytes, question) {
-            return Ok(Some(Reply::Wire {
-                bytes: bytes.to_vec(),
-                plain,
-            }));
+            // Room for the OPT record the server writes for an EDNS client, so that does not
+            // reallocate.
+            let mut copy = Vec::with_capacity(bytes.len() + 11);
+            copy.extend_from_slice(bytes);
+            return Ok(Some(Reply::Wire { bytes: copy, plain }));
         }
         let msg = Message::from_vec(bytes)
             .map_err(|e| ExchangeError::Malformed(format!("dns: bad reply from {addr}: {e}")))?;
