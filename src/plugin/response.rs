@@ -109,6 +109,14 @@ impl Response {
         }
     }
 
+    /// The pre-encoded bytes when the answer is in wire form, else the answer itself.
+    pub fn into_wire(self) -> Result<Vec<u8>, Response> {
+        match self.body {
+            Body::Wire { bytes, .. } => Ok(bytes),
+            body => Err(Response { body, ..self }),
+        }
+    }
+
     /// The pre-encoded bytes, if this answer is in wire form.
     pub fn wire(&self) -> Option<&[u8]> {
         match &self.body {
@@ -179,38 +187,62 @@ impl Kind {
 /// `response.Typify`. `expired_sig` is whether the answer carries an RRSIG out of its validity
 /// period, which only counts when the client set DO.
 pub fn typify(m: &Message, do_bit: bool, expired_sig: bool) -> Kind {
-    match m.metadata.op_code {
-        OpCode::Update => return Kind::Update,
-        OpCode::Notify => return Kind::Meta,
-        _ => {}
-    }
-    if let Some(q) = m.queries.first()
-        && matches!(q.query_type, RecordType::AXFR | RecordType::IXFR)
-    {
-        return Kind::Meta;
-    }
-    if do_bit && expired_sig {
-        return Kind::OtherError;
-    }
-    let rcode = m.metadata.response_code;
-    if !m.answers.is_empty() && rcode == ResponseCode::NoError {
-        return Kind::NoError;
-    }
-    let soa = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::SOA);
-    let ns = m
-        .authorities
-        .iter()
-        .any(|r| r.record_type() == RecordType::NS);
-    match rcode {
-        ResponseCode::NoError if soa => Kind::NoData,
-        ResponseCode::NXDomain if soa => Kind::NameError,
-        ResponseCode::ServFail => Kind::ServerError,
-        ResponseCode::NoError if ns => Kind::Delegation,
-        ResponseCode::NoError => Kind::NoError,
-        _ => Kind::OtherError,
+    let shape = Shape {
+        op_code: m.metadata.op_code,
+        qtype: m.queries.first().map(|q| q.query_type),
+        rcode: m.metadata.response_code,
+        answers: !m.answers.is_empty(),
+        authority_soa: m
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::SOA),
+        authority_ns: m
+            .authorities
+            .iter()
+            .any(|r| r.record_type() == RecordType::NS),
+    };
+    shape.typify(do_bit, expired_sig)
+}
+
+/// What [`typify`] looks at in an answer, so that an answer still in wire form can be typed
+/// from a walk over its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub op_code: OpCode,
+    /// The first question's type.
+    pub qtype: Option<RecordType>,
+    pub rcode: ResponseCode,
+    /// The answer section is not empty.
+    pub answers: bool,
+    pub authority_soa: bool,
+    pub authority_ns: bool,
+}
+
+impl Shape {
+    pub fn typify(&self, do_bit: bool, expired_sig: bool) -> Kind {
+        match self.op_code {
+            OpCode::Update => return Kind::Update,
+            OpCode::Notify => return Kind::Meta,
+            _ => {}
+        }
+        if matches!(self.qtype, Some(RecordType::AXFR | RecordType::IXFR)) {
+            return Kind::Meta;
+        }
+        if do_bit && expired_sig {
+            return Kind::OtherError;
+        }
+        let rcode = self.rcode;
+        if self.answers && rcode == ResponseCode::NoError {
+            return Kind::NoError;
+        }
+        match rcode {
+            ResponseCode::NoError if self.authority_soa => Kind::NoData,
+            ResponseCode::NXDomain if self.authority_soa => Kind::NameError,
+            ResponseCode::ServFail => Kind::ServerError,
+            ResponseCode::NoError if self.authority_ns => Kind::Delegation,
+            ResponseCode::NoError => Kind::NoError,
+            _ => Kind::OtherError,
+        }
     }
 }
 

@@ -53,8 +53,20 @@ struct Inner {
     metrics: ServerMetrics,
     /// Questions on their way upstream, for single-flight: later identical misses wait for the
     /// first one's answer instead of asking again.
-    flights: Mutex<HashMap<u64, watch::Receiver<Option<Outcome>>>>,
+    flights: Mutex<Flights>,
     flight_count: AtomicUsize,
+    flight_ids: AtomicU64,
+}
+
+/// Keyed by the cache key, already a hash: used as it is.
+type Flights = HashMap<u64, FlightSlot, std::hash::BuildHasherDefault<store::KeyHasher>>;
+
+/// A question on its way upstream. The channel its answer is shared on is only made when a
+/// second query for it arrives, which is rare: the first one alone does not pay for it.
+struct FlightSlot {
+    /// Tells this flight from a later one for the same question.
+    id: u64,
+    tx: Option<watch::Sender<Option<Outcome>>>,
 }
 
 /// Milliseconds since the cache was made. Tests move it forward instead of sleeping.
@@ -112,8 +124,9 @@ impl Cache {
                     skew_ms: AtomicU64::new(0),
                 },
                 metrics: ServerMetrics::new(family, zones_label),
-                flights: Mutex::new(HashMap::new()),
+                flights: Mutex::new(Flights::default()),
                 flight_count: AtomicUsize::new(0),
+                flight_ids: AtomicU64::new(0),
             }),
         }
     }
@@ -211,33 +224,44 @@ impl Cache {
         match next.serve(req) {
             Served::Ready(outcome) => Served::Ready(inner.absorb(req, key, outcome, false)),
             Served::Pending(fut) => {
-                let (tx, mine) = {
+                let id = {
                     let mut flights = inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(rx) = flights.get(&key) {
+                    if let Some(slot) = flights.get_mut(&key) {
                         // Another thread started the same question meanwhile: wait for it and
                         // drop ours before it has been polled (nothing was sent yet).
-                        let rx = rx.clone();
+                        let rx = slot.subscribe();
                         drop(flights);
                         drop(fut);
                         return Served::pending(inner.wait(rx, req, key, next));
                     }
-                    let (tx, rx) = watch::channel(None);
-                    flights.insert(key, rx.clone());
+                    let id = inner.flight_ids.fetch_add(1, Ordering::Relaxed);
+                    flights.insert(key, FlightSlot { id, tx: None });
                     inner.flight_count.fetch_add(1, Ordering::AcqRel);
-                    (tx, rx)
+                    id
                 };
                 let flight = Flight {
                     inner,
                     key,
-                    tx,
-                    mine,
+                    id,
+                    landed: false,
                 };
                 Served::pending(async move {
                     let outcome = inner.absorb(req, key, fut.await, false);
-                    flight.tx.send_replace(Some(outcome.clone()));
-                    drop(flight);
-                    outcome
+                    flight.land(outcome)
                 })
+            }
+        }
+    }
+}
+
+impl FlightSlot {
+    fn subscribe(&mut self) -> watch::Receiver<Option<Outcome>> {
+        match &self.tx {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                self.tx = Some(tx);
+                rx
             }
         }
     }
@@ -248,30 +272,49 @@ impl Cache {
 struct Flight<'a> {
     inner: &'a Inner,
     key: u64,
-    tx: watch::Sender<Option<Outcome>>,
-    mine: watch::Receiver<Option<Outcome>>,
+    id: u64,
+    landed: bool,
+}
+
+impl Flight<'_> {
+    /// End the flight with its answer, shared with the queries that wait for it (taken out of
+    /// the map first, so that none starts waiting after it was sent).
+    fn land(mut self, outcome: Outcome) -> Outcome {
+        self.landed = true;
+        if let Some(tx) = self.leave() {
+            tx.send_replace(Some(outcome.clone()));
+        }
+        outcome
+    }
+
+    /// Take this flight out of the map; its channel, if a query waits on it.
+    fn leave(&self) -> Option<watch::Sender<Option<Outcome>>> {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(&self.key).is_none_or(|slot| slot.id != self.id) {
+            return None;
+        }
+        self.inner.flight_count.fetch_sub(1, Ordering::AcqRel);
+        flights.remove(&self.key).and_then(|slot| slot.tx)
+    }
 }
 
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
-        let mut flights = self.inner.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if flights
-            .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self.mine))
-        {
-            flights.remove(&self.key);
-            self.inner.flight_count.fetch_sub(1, Ordering::AcqRel);
+        if self.landed {
+            return;
         }
-        // `tx` drops after this, with the flight already gone from the map: a waiter that sees
-        // the channel close without an answer and asks upstream itself starts a new flight
-        // rather than finding this dead one.
+        // Abandoned: the channel closes once out of the map, so a waiter that sees it close
+        // without an answer and asks upstream itself starts a new flight rather than finding
+        // this dead one.
+        let tx = self.leave();
+        drop(tx);
     }
 }
 
 impl Inner {
     fn flight(&self, key: u64) -> Option<watch::Receiver<Option<Outcome>>> {
-        let flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        flights.get(&key).cloned()
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights.get_mut(&key).map(FlightSlot::subscribe)
     }
 
     async fn wait(
@@ -400,7 +443,23 @@ impl Inner {
     /// jarring TTL experience 1799 -> 8").
     fn absorb(&self, req: &Request, key: u64, outcome: Outcome, prefetch: bool) -> Outcome {
         let resp = outcome?;
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        // An answer still in wire form (a reply `forward` passed on as it came) is cached from
+        // its own bytes: no parse, no encode.
+        let plain = resp
+            .wire()
+            .and_then(|w| wire::layout(w, unix))
+            .filter(|l| l.plain);
         let plugin = resp.plugin;
+        let resp = match plain {
+            Some(l) => match resp.into_wire() {
+                Ok(w) => return self.absorb_wire(req, key, plugin, w, l, prefetch),
+                Err(resp) => resp,
+            },
+            None => resp,
+        };
         let mut m = resp.into_message();
         let do_bit = req.do_bit();
         let q = &req.metadata();
@@ -408,9 +467,6 @@ impl Inner {
         // its own. A TSIG signature belongs to the upstream exchange.
         let edns = m.edns.take();
         let signature = m.signature.take();
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         let extended_rcode = m.metadata.response_code.high() != 0;
         let mut encoded = match extended_rcode {
             false => m.to_vec().ok(),
@@ -424,7 +480,17 @@ impl Inner {
         if let (Some(w), Some(l)) = (encoded.as_mut(), layout.as_ref()) {
             wire::set_ttls(w, &l.ttl_offsets, ttl);
             if !m.metadata.truncation && kind.cacheable() && !duration.is_zero() {
-                self.store_answer(req, key, &m, kind, w, l, ttl);
+                // CoreDNS's `state.Match`: the answer must be for the question asked.
+                self.store_answer(
+                    req,
+                    key,
+                    question_is(&m, req),
+                    kind,
+                    w,
+                    l.ttl_offsets.clone(),
+                    l.qname_end,
+                    ttl,
+                );
             }
         }
         if prefetch {
@@ -456,22 +522,58 @@ impl Inner {
         Ok(Response::new(m, plugin))
     }
 
+    /// [`Inner::absorb`] for an answer in wire form whose walk found nothing that needs
+    /// hickory (no OPT, no TSIG): the same rules, read from the bytes.
+    fn absorb_wire(
+        &self,
+        req: &Request,
+        key: u64,
+        plugin: &'static str,
+        mut w: Vec<u8>,
+        l: wire::Layout,
+        prefetch: bool,
+    ) -> Outcome {
+        let do_bit = req.do_bit();
+        let kind = l.shape(&w).typify(do_bit, l.expired_sig);
+        let duration = self.duration(kind, l.minimal_ttl(kind));
+        let ttl = duration.as_secs().min(u32::MAX as u64) as u32;
+        wire::set_ttls(&mut w, &l.ttl_offsets, ttl);
+        let truncated = w[2] & 0x02 != 0;
+        if !truncated && kind.cacheable() && !duration.is_zero() {
+            // CoreDNS's `state.Match`: the answer must be for the question asked.
+            let matches = l.qtype == u16::from(req.qtype())
+                && match req.qname_wire() {
+                    Some(asked) => w[12..l.qname_end].eq_ignore_ascii_case(asked),
+                    None => {
+                        hickory_proto::op::Message::from_vec(&w).is_ok_and(|m| question_is(&m, req))
+                    }
+                };
+            let qname_end = l.qname_end;
+            self.store_answer(req, key, matches, kind, &w, l.ttl_offsets, qname_end, ttl);
+        }
+        if prefetch {
+            return Err(crate::plugin::Failure::no_reply());
+        }
+        // RFC 6840 §5.7-5.8: AD only for clients that asked for DNSSEC or set AD themselves.
+        if !do_bit && !req.metadata().authentic_data {
+            w[3] &= !0x20;
+        }
+        Ok(Response::from_wire(w, plugin))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn store_answer(
         &self,
         req: &Request,
         key: u64,
-        m: &hickory_proto::op::Message,
+        matches: bool,
         kind: Kind,
         w: &[u8],
-        l: &wire::Layout,
+        ttl_offsets: Vec<u16>,
+        qname_end: usize,
         ttl: u32,
     ) {
         let h = self.metrics.for_server(&req.server);
-        // CoreDNS's `state.Match`: the answer must be for the question asked.
-        let matches = m.queries.len() == 1
-            && m.queries[0].query_type == req.qtype()
-            && crate::plugin::request::lowercase_name(&m.queries[0].name) == req.name();
         if !matches {
             h.drops.inc();
             return;
@@ -490,8 +592,8 @@ impl Inner {
         }
         let entry = Arc::new(Entry {
             wire: w.into(),
-            ttl_offsets: l.ttl_offsets.clone().into_boxed_slice(),
-            qname_end: l.qname_end,
+            ttl_offsets: ttl_offsets.into_boxed_slice(),
+            qname_end,
             name: req.name().into(),
             qtype: req.qtype(),
             qclass: req.qclass(),
@@ -507,6 +609,13 @@ impl Inner {
         h.entries[Class::Success as usize].set(self.store.len(Class::Success) as i64);
         h.entries[Class::Denial as usize].set(self.store.len(Class::Denial) as i64);
     }
+}
+
+/// Whether `m` has exactly the question `req` asked (CoreDNS's `state.Match`).
+fn question_is(m: &hickory_proto::op::Message, req: &Request) -> bool {
+    m.queries.len() == 1
+        && m.queries[0].query_type == req.qtype()
+        && crate::plugin::request::lowercase_name(&m.queries[0].name) == req.name()
 }
 
 /// A hit: the cached bytes with this client's header bits, question spelling and `ttl`.

@@ -6,6 +6,7 @@
 
 mod metrics;
 mod policy;
+mod reply;
 mod setup;
 mod tls;
 mod upstream;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use rustls::pki_types::ServerName;
 
 use crate::dnsname::is_subdomain;
@@ -24,7 +25,7 @@ use crate::plugin::{Failure, Next, Plugin, Proto, Request, Response, Served};
 use metrics::{ForwardMetrics, UpstreamMetrics};
 use policy::Picker;
 use setup::{Config, Transport};
-use upstream::{ExchangeError, HealthCheck, Reuse, Upstream, Wire};
+use upstream::{ExchangeError, HealthCheck, Reply, Reuse, Upstream, Wire};
 
 /// A query gives up after this long, whatever is left to try (CoreDNS's `defaultTimeout`).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,16 +111,16 @@ impl Stanza {
         !self.cfg.except.iter().any(|z| is_subdomain(name, z))
     }
 
-    fn wants_next(&self, m: &Message) -> bool {
-        let rc = m.metadata.response_code;
+    fn wants_next(&self, m: &Reply) -> bool {
+        let rc = m.rcode();
         self.cfg.next.contains(&rc)
-            || (self.cfg.next_on_nodata && rc == ResponseCode::NoError && m.answers.is_empty())
+            || (self.cfg.next_on_nodata && rc == ResponseCode::NoError && m.no_answers())
     }
 
     /// Forward `req` to this stanza's upstreams, as CoreDNS's `Forward.ServeDNS` does: try
     /// them in policy order, skipping the ones that are down, going round again until an
     /// answer or the 5 s deadline.
-    async fn forward(&self, req: &Request) -> Result<Message, Failure> {
+    async fn forward(&self, req: &Request) -> Result<Reply, Failure> {
         let _slot = if self.cfg.max_concurrent > 0 {
             let n = self.concurrent.fetch_add(1, Ordering::AcqRel) + 1;
             let guard = ConcurrentGuard(&self.concurrent);
@@ -139,10 +140,12 @@ impl Stanza {
             None
         };
 
-        let mut query = req
-            .msg()
-            .to_vec()
-            .map_err(|e| Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}")))?;
+        let mut query = match reply::query(req) {
+            Some(q) => q,
+            None => req.msg().to_vec().map_err(|e| {
+                Failure::error(ResponseCode::ServFail, "forward", format!("pack: {e}"))
+            })?,
+        };
         let n = self.upstreams.len();
         let order = self.picker.order(n);
         let order = order.as_slice();
@@ -154,7 +157,9 @@ impl Stanza {
 
         let mut round_start = start;
         let mut backoff = Duration::from_millis(10);
-        while Instant::now() < deadline {
+        // The clock is read once per pass: `now` is also when the attempt starts.
+        let mut now = start;
+        while now < deadline {
             if i >= n {
                 i = 0;
                 fails = 0;
@@ -162,16 +167,19 @@ impl Stanza {
                 // otherwise spin until the deadline: pause a little, longer each time.
                 if round_start.elapsed() < Duration::from_millis(100) {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::sleep(backoff.min(left)).await;
+                    // Boxed: rare, and a timer would otherwise enlarge every query's future.
+                    Box::pin(tokio::time::sleep(backoff.min(left))).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 round_start = Instant::now();
+                now = round_start;
             }
             let mut up = &self.upstreams[order[i] as usize];
             i += 1;
             if up.down(self.cfg.max_fails) {
                 fails += 1;
                 if fails < n {
+                    now = Instant::now();
                     continue;
                 }
                 // Every upstream is down: health checking itself is probably what is broken.
@@ -186,7 +194,14 @@ impl Stanza {
             }
             attempts += 1;
 
-            match self.attempt(up, req, &mut query, deadline).await {
+            let result = self.attempt(up, req, &mut query, now, deadline).await;
+            match result {
+                Ok(m) if !self.cfg.failover.contains(&m.rcode()) || failed_over + 1 >= n => {
+                    return Ok(m);
+                }
+                _ => now = Instant::now(),
+            }
+            match result {
                 Err(e @ ExchangeError::Overloaded(_)) => {
                     // Our own limit on queries in flight, not the upstream's health. When every
                     // upstream is that busy, fail now: waiting would only let a flood towards a
@@ -208,18 +223,8 @@ impl Stanza {
                     }
                     break;
                 }
-                Ok(mut m) => {
-                    if self.cfg.failover.contains(&m.metadata.response_code) && failed_over + 1 < n
-                    {
-                        failed_over += 1;
-                        continue;
-                    }
-                    // The client sees its own ID and question (with its own letter case).
-                    m.metadata.id = req.id();
-                    m.queries.clear();
-                    m.queries.push(req.query().clone());
-                    return Ok(m);
-                }
+                // `failover`: the next upstream is asked instead.
+                Ok(_) => failed_over += 1,
             }
         }
         let msg = match last_err {
@@ -236,8 +241,9 @@ impl Stanza {
         up: &Upstream,
         req: &Request,
         query: &mut [u8],
+        mut now: Instant,
         deadline: Instant,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let mut wire = if up.is_tls() {
             Wire::Tls
         } else if self.cfg.force_tcp {
@@ -252,29 +258,30 @@ impl Stanza {
         };
         let mut closed_retries = 0;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(ExchangeError::Timeout {
                     net: if wire == Wire::Udp { "udp" } else { "tcp" },
                     addr: up.addr,
                 });
             }
-            let start = Instant::now();
+            let start = now;
             match up
-                .exchange(wire, query, req.query(), self.cfg.read_timeout.min(left))
+                .exchange(wire, query, req, self.cfg.read_timeout.min(left))
                 .await
             {
                 Err(ExchangeError::CachedClosed) if closed_retries < 16 => {
                     closed_retries += 1;
+                    now = Instant::now();
                     continue;
                 }
                 Ok(m) => {
-                    up.metrics
-                        .observe(u16::from(m.metadata.response_code), start.elapsed());
+                    up.metrics.observe(u16::from(m.rcode()), start.elapsed());
                     // A UDP client gets the truncated answer and retries over TCP itself; a
                     // TCP client (here only through `prefer_udp`) must not see TC.
-                    if m.metadata.truncation && wire == Wire::Udp && req.proto == Proto::Tcp {
+                    if m.truncated() && wire == Wire::Udp && req.proto == Proto::Tcp {
                         wire = Wire::Tcp;
+                        now = Instant::now();
                         continue;
                     }
                     return Ok(m);
@@ -324,9 +331,53 @@ impl Plugin for Forward {
                         None => return next.serve(req).await,
                     }
                 }
-                return Ok(Response::new(m, "forward"));
+                return Ok(answer(m, req));
             }
         })
+    }
+}
+
+/// The reply as the client must see it: its own ID and question (with its own letter case).
+/// A wire-form reply loses its OPT record, which the server replaces with the client's own
+/// (the walk only let through an OPT that carries nothing else).
+fn answer(reply: Reply, req: &Request) -> Response {
+    match reply {
+        Reply::Wire { mut bytes, plain } => {
+            if let Some(at) = plain.opt_at {
+                bytes.truncate(at);
+                let arcount = u16::from_be_bytes([bytes[10], bytes[11]]).wrapping_sub(1);
+                bytes[10..12].copy_from_slice(&arcount.to_be_bytes());
+            }
+            bytes[..2].copy_from_slice(&req.id().to_be_bytes());
+            copy_spelling(&mut bytes[12..plain.qname_end], req);
+            Response::from_wire(bytes, "forward")
+        }
+        Reply::Parsed(mut m) => {
+            m.metadata.id = req.id();
+            m.queries.clear();
+            m.queries.push(req.query().clone());
+            Response::new(m, "forward")
+        }
+    }
+}
+
+/// Write the client's spelling of the question name over the reply's, which the walk found
+/// equal ignoring case (so of the same shape).
+fn copy_spelling(qname: &mut [u8], req: &Request) {
+    if let Some(asked) = req.qname_wire() {
+        if asked.len() == qname.len() {
+            qname.copy_from_slice(asked);
+        }
+        return;
+    }
+    let mut pos = 0;
+    for label in req.qname().iter() {
+        let end = pos + 1 + label.len();
+        if end >= qname.len() || usize::from(qname[pos]) != label.len() {
+            return;
+        }
+        qname[pos + 1..end].copy_from_slice(label);
+        pos = end;
     }
 }
 
@@ -335,6 +386,7 @@ mod tests {
     use super::*;
     use crate::corefile::parse_str;
     use crate::metrics::Metrics;
+    use hickory_proto::op::Message;
     use std::path::Path;
 
     fn stanzas(text: &str) -> Forward {
@@ -383,11 +435,11 @@ mod tests {
         let f = stanzas("forward . 10.0.0.1 {\nnext NXDOMAIN\nnext_on_nodata\n}");
         let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
         m.metadata.response_code = ResponseCode::NXDomain;
-        assert!(f.stanzas[0].wants_next(&m));
+        assert!(f.stanzas[0].wants_next(&Reply::Parsed(m.clone())));
         m.metadata.response_code = ResponseCode::NoError;
-        assert!(f.stanzas[0].wants_next(&m), "NODATA");
+        assert!(f.stanzas[0].wants_next(&Reply::Parsed(m.clone())), "NODATA");
         m.metadata.response_code = ResponseCode::ServFail;
-        assert!(!f.stanzas[0].wants_next(&m));
+        assert!(!f.stanzas[0].wants_next(&Reply::Parsed(m)));
     }
 
     /// A UDP upstream in this runtime that answers every query with NOERROR (after `delay`).

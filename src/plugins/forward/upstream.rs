@@ -11,23 +11,27 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query};
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, watch};
 
 use super::metrics::UpstreamMetrics;
+use super::reply::{self, Plain, Question};
 use super::setup::{Transport, UpstreamSpec};
+use crate::plugin::Request;
 
 /// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
 const MIN_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,6 +64,57 @@ impl Wire {
         match self {
             Wire::Udp => "udp",
             Wire::Tcp | Wire::Tls => "tcp",
+        }
+    }
+}
+
+/// An upstream's answer to our question: its bytes when [`reply::walk`] accepted them, else
+/// hickory's parse of them.
+#[derive(Debug)]
+pub enum Reply {
+    Wire { bytes: Vec<u8>, plain: Plain },
+    Parsed(Message),
+}
+
+impl Reply {
+    /// Read `bytes`, which carry the ID we are waiting for: `Ok(None)` when they do not answer
+    /// `question` (keep waiting), an error when they do not parse.
+    fn read(
+        bytes: &[u8],
+        question: &Question,
+        addr: SocketAddr,
+    ) -> Result<Option<Reply>, ExchangeError> {
+        if let Some(plain) = reply::walk(bytes, question) {
+            // Room for the OPT record the server writes for an EDNS client, so that does not
+            // reallocate.
+            let mut copy = Vec::with_capacity(bytes.len() + 11);
+            copy.extend_from_slice(bytes);
+            return Ok(Some(Reply::Wire { bytes: copy, plain }));
+        }
+        let msg = Message::from_vec(bytes)
+            .map_err(|e| ExchangeError::Malformed(format!("dns: bad reply from {addr}: {e}")))?;
+        Ok(question_matches(&msg, question).then_some(Reply::Parsed(msg)))
+    }
+
+    /// The rcode: a wire-form reply has no extended rcode (its OPT, if any, has none).
+    pub fn rcode(&self) -> ResponseCode {
+        match self {
+            Reply::Wire { bytes, .. } => ResponseCode::from(0, bytes[3] & 0x0f),
+            Reply::Parsed(m) => m.metadata.response_code,
+        }
+    }
+
+    pub fn truncated(&self) -> bool {
+        match self {
+            Reply::Wire { bytes, .. } => bytes[2] & 0x02 != 0,
+            Reply::Parsed(m) => m.metadata.truncation,
+        }
+    }
+
+    pub fn no_answers(&self) -> bool {
+        match self {
+            Reply::Wire { bytes, .. } => bytes[6] == 0 && bytes[7] == 0,
+            Reply::Parsed(m) => m.answers.is_empty(),
         }
     }
 }
@@ -179,15 +234,15 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Query,
+        req: &Request,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         match wire {
-            Wire::Udp => self.exchange_udp(query, question, timeout).await,
+            Wire::Udp => self.exchange_udp(query, req, timeout).await,
             // Boxed: a TLS handshake's state is large, and would otherwise bloat every UDP
             // query's future, which is moved into its task.
             Wire::Tcp | Wire::Tls => {
-                Box::pin(self.exchange_stream(wire, query, question, timeout)).await
+                Box::pin(self.exchange_stream(wire, query, req, timeout)).await
             }
         }
     }
@@ -213,32 +268,34 @@ impl Upstream {
     async fn exchange_udp(
         &self,
         query: &mut [u8],
-        question: &Query,
+        req: &Request,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let pool = self.udp_pool()?;
         let pool = &*pool;
         let n = self.udp_next.fetch_add(1, Ordering::Relaxed);
         let slot = &pool.slots[n % pool.slots.len()];
-        let (id, rx) = slot
-            .register(question)
+        let deadline = tokio::time::Instant::now() + timeout;
+        let id = slot
+            .register(Question::of(req), deadline)
             .ok_or(ExchangeError::Overloaded(self.addr))?;
         // Removes the entry however this future ends: answered, timed out, or dropped.
-        let _guard = InFlightGuard { slot, id };
+        let mut guard = InFlightGuard {
+            slot,
+            id,
+            taken: false,
+        };
         query[..2].copy_from_slice(&id.to_be_bytes());
         if slot.sock.try_send(query).is_err() {
-            slot.sock
-                .send(query)
+            // Boxed: rare (a full send buffer), and large.
+            Box::pin(slot.sock.send(query))
                 .await
                 .map_err(|e| ExchangeError::Io(format!("write udp {}: {e}", self.addr)))?;
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
-            Err(_) => Err(ExchangeError::Timeout {
-                net: "udp",
-                addr: self.addr,
-            }),
+        // The reader task fails the query at its deadline (see `read_replies`).
+        match std::future::poll_fn(|cx| slot.poll_reply(&mut guard, cx)).await {
+            Some(result) => result,
+            None => Err(ExchangeError::Io(format!("read udp {}: closed", self.addr))),
         }
     }
 
@@ -323,9 +380,9 @@ impl Upstream {
         &self,
         wire: Wire,
         query: &mut [u8],
-        question: &Query,
+        req: &Request,
         timeout: Duration,
-    ) -> Result<Message, ExchangeError> {
+    ) -> Result<Reply, ExchangeError> {
         let deadline = Instant::now() + timeout;
         let (mut conn, born, cached) = match self.take_idle() {
             Some((c, born)) => {
@@ -386,17 +443,14 @@ impl Upstream {
                 });
             }
         };
-        let msg = Message::from_vec(&bytes).map_err(|e| {
-            ExchangeError::Malformed(format!("dns: bad reply from {}: {e}", self.addr))
-        })?;
-        if !question_matches(&msg, question) {
+        let Some(reply) = Reply::read(&bytes, &Question::of(req), self.addr)? else {
             return Err(ExchangeError::Malformed(format!(
                 "dns: reply from {} does not match the question",
                 self.addr
             )));
-        }
+        };
         self.put_idle(conn, born);
-        Ok(msg)
+        Ok(reply)
     }
 
     // ---- health ----
@@ -493,16 +547,16 @@ impl Upstream {
 
 /// Whether `msg` answers `question`. A header-only error reply (FORMERR and the like, which
 /// some servers send without the question) is accepted when the ID already matched.
-fn question_matches(msg: &Message, question: &Query) -> bool {
+fn question_matches(msg: &Message, question: &Question) -> bool {
     // A query coming back (QR clear: a reflection, or a forwarding loop) is no answer.
     if msg.metadata.message_type != hickory_proto::op::MessageType::Response {
         return false;
     }
     match msg.queries.as_slice() {
         [q] => {
-            q.query_type == question.query_type
-                && q.query_class == question.query_class
-                && q.name == question.name
+            u16::from(q.query_type) == question.qtype
+                && u16::from(q.query_class) == question.qclass
+                && question.same_name(&q.name)
         }
         [] => msg.metadata.response_code != hickory_proto::op::ResponseCode::NoError,
         _ => false,
@@ -533,17 +587,26 @@ struct UdpPool {
     _stop: watch::Sender<()>,
 }
 
-type Reply = Result<Message, ExchangeError>;
+type Delivery = Result<Reply, ExchangeError>;
 
+/// A query waiting for its reply. The reader task leaves the reply here and wakes the query's
+/// task: no channel to allocate per query.
 struct Pending {
-    question: Query,
-    tx: oneshot::Sender<Reply>,
+    question: Question,
+    reply: Option<Delivery>,
+    waker: Option<Waker>,
+    /// When the query gives up: the reader task then answers it with a timeout.
+    deadline: tokio::time::Instant,
 }
 
 struct UdpSlot {
     sock: UdpSocket,
     addr: SocketAddr,
-    in_flight: Mutex<HashMap<u16, Pending>>,
+    in_flight: Mutex<HashMap<u16, Pending, BuildHasherDefault<IdHasher>>>,
+    /// The reader task checks deadlines (it does while queries are in flight); when it does
+    /// not, a new query wakes it through `wake_reader`.
+    sweeping: AtomicBool,
+    wake_reader: Notify,
 }
 
 impl UdpPool {
@@ -564,7 +627,9 @@ impl UdpPool {
             let slot = Arc::new(UdpSlot {
                 sock,
                 addr,
-                in_flight: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::default()),
+                sweeping: AtomicBool::new(false),
+                wake_reader: Notify::new(),
             });
             tokio::spawn(read_replies(slot.clone(), stop.subscribe()));
             slots.push(slot);
@@ -575,22 +640,68 @@ impl UdpPool {
 
 impl UdpSlot {
     /// A fresh random ID for `question`, or None when this socket has too much in flight.
-    fn register(&self, question: &Query) -> Option<(u16, oneshot::Receiver<Reply>)> {
+    fn register(&self, question: Question, deadline: tokio::time::Instant) -> Option<u16> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_IN_FLIGHT {
             return None;
         }
-        let (tx, rx) = oneshot::channel();
-        loop {
+        let id = loop {
             let id: u16 = rand::random();
             if let std::collections::hash_map::Entry::Vacant(v) = map.entry(id) {
                 v.insert(Pending {
-                    question: question.clone(),
-                    tx,
+                    question,
+                    reply: None,
+                    waker: None,
+                    deadline,
                 });
-                return Some((id, rx));
+                break id;
+            }
+        };
+        drop(map);
+        if !self.sweeping.load(Ordering::SeqCst) {
+            self.wake_reader.notify_one();
+        }
+        Some(id)
+    }
+
+    /// Answer every query whose deadline has passed with a timeout.
+    fn expire(&self, now: tokio::time::Instant) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wakers = Vec::new();
+        for p in map.values_mut() {
+            if p.reply.is_none() && p.deadline <= now {
+                p.reply = Some(Err(ExchangeError::Timeout {
+                    net: "udp",
+                    addr: self.addr,
+                }));
+                wakers.extend(p.waker.take());
             }
         }
+        drop(map);
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// The reply to the guarded query once it is there (taking the entry out of the map);
+    /// `None` when the entry is gone.
+    fn poll_reply(
+        &self,
+        guard: &mut InFlightGuard<'_>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Delivery>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = map.get_mut(&guard.id) else {
+            return Poll::Ready(None);
+        };
+        if p.reply.is_some() {
+            guard.taken = true;
+            return Poll::Ready(map.remove(&guard.id).and_then(|p| p.reply));
+        }
+        if !p.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            p.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     fn deliver(&self, bytes: &[u8]) {
@@ -598,24 +709,23 @@ impl UdpSlot {
             return;
         }
         let id = u16::from_be_bytes([bytes[0], bytes[1]]);
-        let parsed = Message::from_vec(bytes);
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pending) = map.get(&id) else {
-            // Late (already timed out) or forged: nobody waits for it.
+        // Nobody waits for it (late, already timed out, or forged), or it was answered already.
+        let Some(pending) = map.get_mut(&id).filter(|p| p.reply.is_none()) else {
             return;
         };
-        let reply = match parsed {
-            Ok(msg) if question_matches(&msg, &pending.question) => Ok(msg),
+        let reply = match Reply::read(bytes, &pending.question, self.addr) {
+            Ok(Some(reply)) => Ok(reply),
             // Right ID, wrong question: a spoofing attempt or a confused upstream. Keep
             // waiting for the real answer.
-            Ok(_) => return,
-            Err(e) => Err(ExchangeError::Malformed(format!(
-                "dns: bad reply from {}: {e}",
-                self.addr
-            ))),
+            Ok(None) => return,
+            Err(e) => Err(e),
         };
-        if let Some(p) = map.remove(&id) {
-            let _ = p.tx.send(reply);
+        pending.reply = Some(reply);
+        let waker = pending.waker.take();
+        drop(map);
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -623,22 +733,52 @@ impl UdpSlot {
     /// lost, so fail them now rather than at their timeout.
     fn fail_all(&self, why: &io::Error) {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, p) in map.drain() {
-            let _ = p.tx.send(Err(ExchangeError::Io(format!(
+        let mut wakers = Vec::new();
+        for p in map.values_mut().filter(|p| p.reply.is_none()) {
+            p.reply = Some(Err(ExchangeError::Io(format!(
                 "read udp {}: {why}",
                 self.addr
             ))));
+            wakers.extend(p.waker.take());
         }
+        drop(map);
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// Query IDs are random already: spreading them over the 64-bit hash by one multiplication is
+/// all the map needs (SipHash, the default, costs more than the rest of the lookup).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
 struct InFlightGuard<'a> {
     slot: &'a UdpSlot,
     id: u16,
+    /// The reply was taken, and the entry with it.
+    taken: bool,
 }
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
         let mut map = self
             .slot
             .in_flight
@@ -648,12 +788,42 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// How often the reader task looks for queries past their deadline while any is in flight: a
+/// UDP query times out up to this much after its read timeout.
+const SWEEP: Duration = Duration::from_millis(20);
+
+/// Receive the socket's replies and hand each to its query; fail queries past their deadline.
+///
+/// Why deadlines are kept here rather than with a timer per query: registering and removing a
+/// timer was a large share of what a forwarded query cost; one timer per socket, re-armed every
+/// `SWEEP` while queries are in flight, does the same work.
 async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
     let mut buf = vec![0u8; 65535];
+    let sweep = tokio::time::sleep(SWEEP);
+    tokio::pin!(sweep);
     loop {
+        // Cleared before looking, so that a query registered after the look sees it clear
+        // and wakes this task.
+        slot.sweeping.store(false, Ordering::SeqCst);
+        let busy = !slot
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if busy {
+            slot.sweeping.store(true, Ordering::SeqCst);
+        }
         tokio::select! {
             biased;
             _ = stop.changed() => return,
+            _ = &mut sweep, if busy => {
+                let now = tokio::time::Instant::now();
+                slot.expire(now);
+                sweep.as_mut().reset(now + SWEEP);
+            }
+            _ = slot.wake_reader.notified(), if !busy => {
+                sweep.as_mut().reset(tokio::time::Instant::now() + SWEEP);
+            }
             r = slot.sock.recv(&mut buf) => match r {
                 Ok(n) => {
                     slot.deliver(&buf[..n]);
@@ -693,25 +863,34 @@ mod tests {
         Query::query(Name::from_ascii(name).unwrap(), RecordType::A)
     }
 
+    fn asked(name: &str) -> Question {
+        Question::new(&Name::from_ascii(name).unwrap(), 1, 1)
+    }
+
     #[tokio::test]
     async fn in_flight_is_bounded_and_cleaned_up() {
         // A silent upstream: the port is held, nothing ever answers (and no ICMP comes back).
         let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
-        let q = question("example.org.");
+        let q = asked("example.org.");
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut waiting = Vec::new();
         for _ in 0..MAX_IN_FLIGHT {
-            waiting.push(slot.register(&q).expect("room"));
+            waiting.push(slot.register(q, later).expect("room"));
         }
-        assert!(slot.register(&q).is_none(), "the cap holds");
+        assert!(slot.register(q, later).is_none(), "the cap holds");
         // Every ID is distinct.
-        let mut ids: Vec<u16> = waiting.iter().map(|(id, _)| *id).collect();
+        let mut ids = waiting.clone();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), MAX_IN_FLIGHT);
-        for (id, _) in &waiting {
-            drop(InFlightGuard { slot, id: *id });
+        for &id in &waiting {
+            drop(InFlightGuard {
+                slot,
+                id,
+                taken: false,
+            });
         }
         assert!(slot.in_flight.lock().unwrap().is_empty());
     }
@@ -721,7 +900,20 @@ mod tests {
         let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let pool = UdpPool::open(hole.local_addr().unwrap()).unwrap();
         let slot = &pool.slots[0];
-        let (id, mut rx) = slot.register(&question("Example.ORG.")).unwrap();
+        // What the waiting query would see if polled now.
+        let try_recv = |id: u16| {
+            let mut guard = InFlightGuard {
+                slot,
+                id,
+                taken: false,
+            };
+            let mut cx = Context::from_waker(Waker::noop());
+            let got = slot.poll_reply(&mut guard, &mut cx);
+            std::mem::forget(guard);
+            got
+        };
+        let later = tokio::time::Instant::now() + Duration::from_secs(60);
+        let id = slot.register(asked("Example.ORG."), later).unwrap();
         let reply = |id: u16, name: &str| {
             let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
             m.queries.push(question(name));
@@ -730,7 +922,7 @@ mod tests {
         // Wrong ID, then right ID with the wrong question: both ignored.
         slot.deliver(&reply(id.wrapping_add(1), "example.org."));
         slot.deliver(&reply(id, "other.example."));
-        assert!(rx.try_recv().is_err());
+        assert!(try_recv(id).is_pending());
         // Too short to carry a header: ignored.
         slot.deliver(&[0, 1, 2]);
         // The query itself coming back (QR clear): ignored.
@@ -738,22 +930,97 @@ mod tests {
         echo.metadata.id = id;
         echo.queries.push(question("example.org."));
         slot.deliver(&echo.to_vec().unwrap());
-        assert!(rx.try_recv().is_err());
+        assert!(try_recv(id).is_pending());
         // The question matches case-insensitively.
         slot.deliver(&reply(id, "EXAMPLE.org."));
-        let got = rx.try_recv().expect("delivered").expect("a reply");
-        assert_eq!(got.metadata.id, id);
+        // A second reply with the same ID changes nothing.
+        slot.deliver(&reply(id, "example.org."));
+        let Poll::Ready(Some(got)) = try_recv(id) else {
+            panic!("delivered");
+        };
+        let got = got.expect("a reply");
+        let Reply::Wire { bytes, .. } = got else {
+            panic!("a plain reply is kept as bytes");
+        };
+        assert_eq!(bytes[..2], id.to_be_bytes());
         assert!(slot.in_flight.lock().unwrap().is_empty());
 
         // A reply that does not parse fails the query instead of leaving it waiting.
-        let (id, mut rx) = slot.register(&question("example.org.")).unwrap();
+        let id = slot.register(asked("example.org."), later).unwrap();
         let mut junk = id.to_be_bytes().to_vec();
         junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]);
         slot.deliver(&junk);
         assert!(matches!(
-            rx.try_recv(),
-            Ok(Err(ExchangeError::Malformed(_)))
+            try_recv(id),
+            Poll::Ready(Some(Err(ExchangeError::Malformed(_))))
         ));
+        assert!(slot.in_flight.lock().unwrap().is_empty());
+
+        // Past its deadline, a query is answered with a timeout.
+        let id = slot
+            .register(asked("example.org."), tokio::time::Instant::now())
+            .unwrap();
+        slot.expire(tokio::time::Instant::now());
+        assert!(matches!(
+            try_recv(id),
+            Poll::Ready(Some(Err(ExchangeError::Timeout { net: "udp", .. })))
+        ));
+    }
+
+    /// A silent upstream: the query fails with an i/o timeout shortly after its read timeout,
+    /// from the reader task's sweep.
+    #[tokio::test]
+    async fn silent_upstream_times_out() {
+        let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let m = crate::metrics::Metrics::new();
+        let family = super::super::metrics::ForwardMetrics::get(&m);
+        let spec = UpstreamSpec {
+            addr: hole.local_addr().unwrap(),
+            transport: Transport::Dns,
+            server_name: None,
+        };
+        let health = HealthCheck {
+            interval: Duration::ZERO,
+            domain: Name::root(),
+            recursion_desired: true,
+            tcp: false,
+        };
+        let reuse = Reuse {
+            expire: Duration::from_secs(10),
+            max_age: Duration::ZERO,
+            max_idle: 0,
+        };
+        let up = Upstream::new(
+            &spec,
+            None,
+            health,
+            reuse,
+            UpstreamMetrics::new(&family, spec.label()),
+        );
+        let mut query = Message::query();
+        query.queries.push(question("example.org."));
+        let mut wire = query.to_vec().unwrap();
+        let a: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let req = Request::new(query, a, a, crate::plugin::Proto::Udp, wire.len()).unwrap();
+        let start = Instant::now();
+        let got = up
+            .exchange(Wire::Udp, &mut wire, &req, Duration::from_millis(100))
+            .await;
+        let took = start.elapsed();
+        assert!(
+            matches!(got, Err(ExchangeError::Timeout { net: "udp", .. })),
+            "{got:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(1000),
+            "{took:?}"
+        );
+        // And the next query on the now idle socket times out too (the reader wakes for it).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = up
+            .exchange(Wire::Udp, &mut wire, &req, Duration::from_millis(50))
+            .await;
+        assert!(matches!(got, Err(ExchangeError::Timeout { .. })), "{got:?}");
     }
 
     fn upstream(reuse: Reuse) -> Upstream {
