@@ -748,3 +748,23 @@ fn ipv6_upstream() {
     .unwrap();
     assert_eq!(first_a(&m), ip(A));
 }
+
+#[test]
+fn a_udp_reply_longer_than_the_read_buffer_is_fetched_over_tcp() {
+    // Upstream replies are read 4 KiB at a time; one longer arrives cut, and the query goes to
+    // the upstream again over TCP instead of waiting for its timeout.
+    let up = Upstream::start(A);
+    up.set_name("huge.example.", Behavior::Huge);
+    let srv = forward(&[&up], "");
+    let t = Instant::now();
+    let m = udp_exchange(
+        srv.addr(),
+        &with_edns(query("huge.example.", RecordType::A), 8192),
+    )
+    .expect("an answer");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 255);
+    assert_eq!((up.udp_queries(), up.tcp_queries()), (1, 1));
+}

@@ -43,6 +43,11 @@ pub fn begin() {
     });
 }
 
+/// Whether a batch is being served on this thread, so that [`send`] would hold a datagram.
+pub fn active() -> bool {
+    HELD.with(|h| h.borrow().is_some())
+}
+
 /// Hold `bytes` for `target` until the batch ends; gives them back when no batch is being
 /// served, for the caller to send now.
 pub fn send(target: &Arc<dyn Target>, tag: u16, bytes: Vec<u8>) -> Result<(), Vec<u8>> {

@@ -28,6 +28,8 @@ pub enum Behavior {
     Truncate,
     /// Forty A records: too large for 512 bytes, fine for EDNS or TCP.
     Large,
+    /// 255 A records, 4,109 octets over UDP or TCP: longer than a 4 KiB receive buffer.
+    Huge,
     /// Bytes that do not parse as DNS, with the query's ID.
     Malformed,
     /// The answer under a different question (a forged or confused reply).
@@ -325,6 +327,7 @@ fn respond(st: &State, query: &[u8], tag: Ipv4Addr, over_tcp: bool) -> Option<Ve
             }
         }
         Behavior::Large => a(&mut r, 40),
+        Behavior::Huge => a(&mut r, 255),
         Behavior::Malformed => {
             let mut junk = query[..2].to_vec();
             junk.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 0xff, 0xff]);

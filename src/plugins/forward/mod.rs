@@ -275,6 +275,12 @@ impl Stanza {
                     now = Instant::now();
                     continue;
                 }
+                // A reply too long for our UDP buffer: the same question over TCP gets it.
+                Err(ExchangeError::TooLong) if wire == Wire::Udp => {
+                    wire = Wire::Tcp;
+                    now = Instant::now();
+                    continue;
+                }
                 Ok(m) => {
                     up.metrics.observe(u16::from(m.rcode()), start.elapsed());
                     // A UDP client gets the truncated answer and retries over TCP itself; a

@@ -32,6 +32,8 @@ use super::metrics::UpstreamMetrics;
 use super::reply::{self, Plain, Question};
 use super::setup::{Transport, UpstreamSpec};
 use crate::plugin::Request;
+use crate::server::mmsg::RecvBatch;
+use tokio::io::Interest;
 
 /// The bounds of the adaptive TCP/TLS dial timeout (CoreDNS's `minDialTimeout`/`maxDialTimeout`).
 const MIN_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -130,6 +132,8 @@ pub enum ExchangeError {
     },
     Io(String),
     Malformed(String),
+    /// The UDP reply was longer than the receive buffer: ask again over TCP.
+    TooLong,
     /// Too many queries already wait for this upstream.
     Overloaded(SocketAddr),
 }
@@ -140,6 +144,7 @@ impl fmt::Display for ExchangeError {
             ExchangeError::CachedClosed => f.write_str("cached connection was closed by peer"),
             ExchangeError::Timeout { net, addr } => write!(f, "read {net} {addr}: i/o timeout"),
             ExchangeError::Io(e) | ExchangeError::Malformed(e) => f.write_str(e),
+            ExchangeError::TooLong => f.write_str("reply longer than the UDP buffer"),
             ExchangeError::Overloaded(addr) => {
                 write!(f, "too many queries in flight to {addr}")
             }
@@ -286,7 +291,12 @@ impl Upstream {
             taken: false,
         };
         query[..2].copy_from_slice(&id.to_be_bytes());
-        if slot.sock.try_send(query).is_err() {
+        if crate::server::deferred::active() {
+            // Served in a listener's batch: the query leaves with the batch's others in one
+            // system call (a failure comes back through `Target::failed`).
+            let target: Arc<dyn crate::server::deferred::Target> = slot.clone();
+            let _ = crate::server::deferred::send(&target, id, query.to_vec());
+        } else if slot.sock.try_send(query).is_err() {
             // Boxed: rare (a full send buffer), and large.
             Box::pin(slot.sock.send(query))
                 .await
@@ -729,6 +739,51 @@ impl UdpSlot {
         }
     }
 
+    /// Fail one query now (its query could not be sent, or its reply could not be read), as
+    /// long as nothing answered it yet.
+    fn fail(&self, id: u16, err: ExchangeError) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = map.get_mut(&id).filter(|p| p.reply.is_none()) else {
+            return;
+        };
+        p.reply = Some(Err(err));
+        let waker = p.waker.take();
+        drop(map);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// A reply longer than the receive buffer arrived cut short: if it is a reply to a query
+    /// in flight (ID, QR and question as far as they go), that query goes to TCP at once rather
+    /// than waiting for its timeout.
+    fn deliver_cut(&self, bytes: &[u8]) {
+        if bytes.len() < 12 || bytes[2] & 0x80 == 0 || bytes[4..6] != [0, 1] {
+            return;
+        }
+        let id = u16::from_be_bytes([bytes[0], bytes[1]]);
+        let asked = {
+            let map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            match map.get(&id).filter(|p| p.reply.is_none()) {
+                Some(p) => p.question,
+                None => return,
+            }
+        };
+        let name = asked.name();
+        let Some(got) = bytes.get(12..12 + name.len() + 4) else {
+            return;
+        };
+        let fixed = [
+            (asked.qtype >> 8) as u8,
+            asked.qtype as u8,
+            (asked.qclass >> 8) as u8,
+            asked.qclass as u8,
+        ];
+        if got[..name.len()].eq_ignore_ascii_case(name) && got[name.len()..] == fixed {
+            self.fail(id, ExchangeError::TooLong);
+        }
+    }
+
     /// The upstream refused (ICMP port unreachable): every query waiting on this socket is
     /// lost, so fail them now rather than at their timeout.
     fn fail_all(&self, why: &io::Error) {
@@ -745,6 +800,20 @@ impl UdpSlot {
         for w in wakers {
             w.wake();
         }
+    }
+}
+
+impl crate::server::deferred::Target for UdpSlot {
+    fn fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
+    fn failed(&self, id: u16, err: io::Error) {
+        self.fail(
+            id,
+            ExchangeError::Io(format!("write udp {}: {err}", self.addr)),
+        );
     }
 }
 
@@ -788,6 +857,14 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// Replies read per system call on one upstream socket.
+const REPLY_BATCH: usize = 32;
+/// The largest UDP reply read whole: 4 KiB, the largest EDNS buffer clients commonly offer
+/// (the DNS flag day's 1232 is now the usual). A longer reply arrives cut and its query is
+/// asked again over TCP (`ExchangeError::TooLong`). 32 x 4 KiB per socket, where a 64 KiB
+/// buffer per read used to be.
+const REPLY_BUFFER: usize = 4096;
+
 /// How often the reader task looks for queries past their deadline while any is in flight: a
 /// UDP query times out up to this much after its read timeout.
 const SWEEP: Duration = Duration::from_millis(20);
@@ -798,7 +875,9 @@ const SWEEP: Duration = Duration::from_millis(20);
 /// timer was a large share of what a forwarded query cost; one timer per socket, re-armed every
 /// `SWEEP` while queries are in flight, does the same work.
 async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
-    let mut buf = vec![0u8; 65535];
+    use std::os::fd::AsRawFd;
+    let fd = slot.sock.as_raw_fd();
+    let mut batch = RecvBatch::sized(REPLY_BATCH, REPLY_BUFFER);
     let sweep = tokio::time::sleep(SWEEP);
     tokio::pin!(sweep);
     loop {
@@ -824,17 +903,42 @@ async fn read_replies(slot: Arc<UdpSlot>, mut stop: watch::Receiver<()>) {
             _ = slot.wake_reader.notified(), if !busy => {
                 sweep.as_mut().reset(tokio::time::Instant::now() + SWEEP);
             }
-            r = slot.sock.recv(&mut buf) => match r {
-                Ok(n) => {
-                    slot.deliver(&buf[..n]);
-                    // Drain what else is queued before waiting again.
-                    while let Ok(n) = slot.sock.try_recv(&mut buf) {
-                        slot.deliver(&buf[..n]);
+            // ERROR too: an ICMP port unreachable sets only EPOLLERR, and the read that reports
+            // it is what fails the queries at once instead of at their timeout.
+            r = slot.sock.ready(Interest::READABLE | Interest::ERROR) => {
+                let Ok(ready) = r else {
+                    continue;
+                };
+                // One interest at a time: tokio clears the readiness of a single interest when
+                // the read would block (a combined one it never clears).
+                let interest = if ready.is_error() {
+                    Interest::ERROR
+                } else {
+                    Interest::READABLE
+                };
+                // Drain what is queued, a batch per system call, before waiting again.
+                loop {
+                    match slot.sock.try_io(interest, || batch.recv(fd)) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                match batch.get_cut(i) {
+                                    Some((bytes, false)) => slot.deliver(bytes),
+                                    Some((bytes, true)) => slot.deliver_cut(bytes),
+                                    None => {}
+                                }
+                            }
+                            if n < REPLY_BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            // Read on: replies queued behind the error still count.
+                            slot.fail_all(&e);
+                        }
+                        Err(_) => break,
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => slot.fail_all(&e),
-                Err(_) => {}
-            },
+            }
         }
     }
 }
