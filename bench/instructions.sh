@@ -12,6 +12,7 @@
 # callgrind profile where it says, for `callgrind_annotate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/nsd.sh
 workload=${1:-hits}
 queries=${2:-200000}
 case "$workload" in hits|misses) ;; *) echo "usage: $0 [hits|misses] [QUERIES]" >&2; exit 2 ;; esac
@@ -32,36 +33,8 @@ free_port() {
 }
 
 up=$(free_port)
-{
-  printf '$ORIGIN bench.ferro.\n$TTL 3600\n'
-  printf '@ IN SOA ns.bench.ferro. admin.bench.ferro. 1 3600 600 86400 300\n'
-  printf '@ IN NS ns.bench.ferro.\nns IN A 127.0.0.1\n* IN A 192.0.2.250\n'
-  for i in $(seq 0 9999); do printf 'n%d IN A 192.0.2.%d\n' "$i" $((i % 250)); done
-} > "$work/bench.ferro.zone"
-cat > "$work/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1@$up
-    port: $up
-    username: ""
-    chroot: ""
-    zonesdir: "$work"
-    database: ""
-    zonelistfile: "$work/zone.list"
-    xfrdfile: "$work/xfrd.state"
-    xfrdir: "$work"
-    pidfile: "$work/nsd.pid"
-    server-count: 1
-    verbosity: 0
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: bench.ferro
-    zonefile: bench.ferro.zone
-EOF
-/usr/sbin/nsd -d -c "$work/nsd.conf" > "$work/nsd.log" 2>&1 &
-pids+=($!)
+start_nsd "$work/nsd" "$up"
+pids+=("$NSD_PID")
 
 for i in $(seq 0 999); do echo "n$i.bench.ferro A"; done > "$work/hits"
 

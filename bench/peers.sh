@@ -17,6 +17,7 @@
 # ferrodns runs kubeadm's Corefile (log off, prometheus on) with ports changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/nsd.sh
 secs=${1:-10}
 shift || true
 servers=("$@")
@@ -40,39 +41,10 @@ free_port() {
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# --- the upstream: nsd with a generated zone --------------------------------------------------
+# --- the upstream: nsd with a generated zone (bench/nsd.sh) ----------------------------------
 up=$(free_port)
-mkdir -p "$work/nsd"
-{
-  printf '$ORIGIN bench.ferro.\n$TTL 3600\n'
-  printf '@ IN SOA ns.bench.ferro. admin.bench.ferro. 1 3600 600 86400 300\n'
-  printf '@ IN NS ns.bench.ferro.\nns IN A 127.0.0.1\n* IN A 192.0.2.250\n'
-  for i in $(seq 0 9999); do printf 'n%d IN A 192.0.2.%d\n' "$i" $((i % 250)); done
-} > "$work/nsd/bench.ferro.zone"
-cat > "$work/nsd/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1@$up
-    port: $up
-    username: ""
-    chroot: ""
-    zonesdir: "$work/nsd"
-    database: ""
-    zonelistfile: "$work/nsd/zone.list"
-    xfrdfile: "$work/nsd/xfrd.state"
-    xfrdir: "$work/nsd"
-    pidfile: "$work/nsd/nsd.pid"
-    server-count: 1
-    verbosity: 0
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-remote-control:
-    control-enable: no
-zone:
-    name: bench.ferro
-    zonefile: bench.ferro.zone
-EOF
-taskset -c 1 /usr/sbin/nsd -d -c "$work/nsd/nsd.conf" > "$work/nsd/log" 2>&1 &
-pids+=($!)
+start_nsd "$work/nsd" "$up" 1
+pids+=("$NSD_PID")
 
 wait_answer() { # port name
   for _ in $(seq 1 100); do
