@@ -590,19 +590,17 @@ impl Inner {
         if longest_match(except, req.name()).is_some() {
             return;
         }
-        let entry = Arc::new(Entry {
-            wire: w.into(),
-            ttl_offsets: ttl_offsets.into_boxed_slice(),
+        let entry = Arc::new(Entry::new(
+            w,
+            req.name(),
+            ttl_offsets.into_boxed_slice(),
             qname_end,
-            name: req.name().into(),
-            qtype: req.qtype(),
-            qclass: req.qclass(),
-            servfail: kind == Kind::ServerError,
-            stored_ms: self.clock.now_ms(),
-            orig_ttl: ttl,
-            freq: Default::default(),
-            refreshing: Default::default(),
-        });
+            req.qtype(),
+            req.qclass(),
+            kind == Kind::ServerError,
+            self.clock.now_ms(),
+            ttl,
+        ));
         if self.store.insert(key, class, entry) {
             h.evictions[class as usize].inc();
         }
@@ -622,8 +620,9 @@ fn question_is(m: &hickory_proto::op::Message, req: &Request) -> bool {
 fn respond(e: &Entry, req: &Request, ttl: u32) -> Response {
     // Room for the OPT record the server may add, so that does not reallocate; a buffer the
     // listener sent earlier when there is one.
-    let mut w = crate::plugin::wirebuf::take(e.wire.len() + 11);
-    w.extend_from_slice(&e.wire);
+    let cached = e.wire();
+    let mut w = crate::plugin::wirebuf::take(cached.len() + 11);
+    w.extend_from_slice(cached);
     let flags = wire::hit_flags([w[2], w[3]], req);
     w[2] = flags[0];
     w[3] = flags[1];
