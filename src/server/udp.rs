@@ -87,6 +87,9 @@ async fn run(
     tokio::spawn(outbox.clone().flush(sock.clone()));
     let waiters = Arc::new(Waiters::default());
     tokio::spawn(waiters.clone().serve(outbox.clone()));
+    // The slot the next answer that waits goes into: its waker is the one the chain is polled
+    // with in place, so an answer that waits has its real waker from its first poll on.
+    let mut slot = waiters.reserve();
     // The request of the last query answered at once, whose memory the next one reuses; after
     // an answer that waits took it along, one an earlier waiting answer gave back, or a copy of
     // `blank` (cheap: nothing built lazily yet).
@@ -127,7 +130,7 @@ async fn run(
                 Placed::Serve(block) => block,
             };
             // SAFETY: a waiting answer goes into a `Waiting` with this request and block.
-            match unsafe { run_in_place(block, parked.get(), received) } {
+            match unsafe { run_in_place(block, parked.get(), received, &slot.1) } {
                 InPlace::Panicked => out.push((reject(wire, ResponseCode::ServFail, true), src)),
                 InPlace::Answered(bytes) => out.push((bytes, src)),
                 // The answer waits: the future goes to the waiters together with the request
@@ -138,12 +141,16 @@ async fn run(
                         // SAFETY: `fut` came from `run_in_place` on this request and block,
                         // and the `Arc` clone keeps that same block.
                         let waiting = unsafe { Waiting::new(fut, req, block.clone()) };
-                        waiters.add(Job {
-                            waiting,
-                            src,
-                            received,
-                            guard: InFlight::start(),
-                        });
+                        waiters.place(
+                            slot.0,
+                            Job {
+                                waiting,
+                                src,
+                                received,
+                                guard: InFlight::start(),
+                            },
+                        );
+                        slot = waiters.reserve();
                     }
                     // Not reached: the request was parked there just above.
                     None => drop(fut),
@@ -277,13 +284,18 @@ struct Waiting {
 ///
 /// A [`InPlace::Waits`] answer borrows `*block` and `*req` although its type says `'static`:
 /// it must be dropped before either is (see [`Waiting::new`]).
-unsafe fn run_in_place(block: &BlockServer, req: &Request, received: u64) -> InPlace {
+unsafe fn run_in_place(
+    block: &BlockServer,
+    req: &Request,
+    received: u64,
+    waker: &Waker,
+) -> InPlace {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut fut = match block.chain.serve(req) {
             Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
             Served::Pending(fut) => fut,
         };
-        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
             Poll::Ready(outcome) => Ok(answered(block, req, outcome, received)),
             Poll::Pending => Err(fut),
         }
@@ -425,9 +437,10 @@ impl Waiters {
         self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
-    /// Take `job` in. It was polled once with a waker that does nothing, so it is woken at
-    /// once, to be polled with its slot's waker.
-    fn add(&self, job: Job) {
+    /// A free slot, and its waker, for the listener to poll a query's chain with; the slot
+    /// stays the listener's until [`Waiters::place`] fills it. A wake of an empty slot (a chain
+    /// that registered the waker and answered at once anyway) is passed over.
+    fn reserve(&self) -> (u32, Waker) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let id = match slots.free.pop() {
             Some(id) => id,
@@ -446,11 +459,16 @@ impl Waiters {
                 id
             }
         };
-        let slot = &mut slots.all[id as usize];
-        slot.job = Some(job);
-        let waker = slot.waker.clone();
-        drop(slots);
-        waker.wake();
+        (id, slots.all[id as usize].waker.clone())
+    }
+
+    /// Put `job` into the reserved slot `id`. Its answer was polled with that slot's waker,
+    /// which it wakes when it can go on.
+    fn place(&self, id: u32, job: Job) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.all.get_mut(id as usize) {
+            slot.job = Some(job);
+        }
     }
 
     /// Poll the jobs that were woken, and hand each finished answer to `outbox`; runs as long
