@@ -41,6 +41,20 @@ pub trait Plugin: Send + Sync + 'static {
     /// Answer `req`, or hand it to `next`, or both.
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a>;
 
+    /// Whether this handler only passes every query on and then works on the answer: its
+    /// `serve` must be exactly `next.serve(req).map(|o| self.back(req, o))`. The chain then
+    /// runs [`Plugin::back`] itself for such handlers at its head instead of calling `serve`,
+    /// and a listener runs it on the answer it already holds: no boxed future per handler
+    /// for an answer that waits (`errors`, `loadbalance`).
+    fn passes_through(&self) -> bool {
+        false
+    }
+
+    /// The work on the way back of a handler that [`Plugin::passes_through`].
+    fn back(&self, _req: &Request, outcome: Outcome) -> Outcome {
+        outcome
+    }
+
     /// For the `ready` plugin: `false` while this plugin is not yet able to serve (CoreDNS's
     /// `ready.Readiness`). Plugins with nothing to wait for keep the default.
     fn ready(&self) -> bool {
@@ -219,7 +233,30 @@ pub struct Chain {
 
 impl Chain {
     pub fn serve<'a>(&'a self, req: &'a Request) -> Served<'a> {
-        Next::new(&self.plugins).serve(req)
+        let (head, next) = self.split();
+        if head.is_empty() {
+            return next.serve(req);
+        }
+        next.serve(req)
+            .map(move |outcome| Chain::back(head, req, outcome))
+    }
+
+    /// The handlers at the head of the chain that [`Plugin::passes_through`], and the rest of
+    /// the chain: serving the rest and then [`Chain::back`] on its outcome is serving the whole.
+    pub fn split(&self) -> (&[Arc<dyn Plugin>], Next<'_>) {
+        let k = self
+            .plugins
+            .iter()
+            .take_while(|p| p.passes_through())
+            .count();
+        let (head, rest) = self.plugins.split_at(k);
+        (head, Next::new(rest))
+    }
+
+    /// Run the way back of the `head` from [`Chain::split`] on the rest's outcome, innermost
+    /// first, as their mapped futures would have.
+    pub fn back(head: &[Arc<dyn Plugin>], req: &Request, outcome: Outcome) -> Outcome {
+        head.iter().rev().fold(outcome, |o, p| p.back(req, o))
     }
 
     pub fn names(&self) -> Vec<&'static str> {

@@ -22,7 +22,7 @@ use super::deferred;
 use super::dispatch::{BlockServer, Placed, ZoneTable, answered, error_reply, prepare_in, reject};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
-use crate::plugin::{BoxOutcome, Proto, Request, Served, wirebuf};
+use crate::plugin::{BoxOutcome, Chain, Proto, Request, Served, wirebuf};
 use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -291,12 +291,16 @@ unsafe fn run_in_place(
     waker: &Waker,
 ) -> InPlace {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut fut = match block.chain.serve(req) {
-            Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
+        // The head of the chain that only works on the way back runs here on the outcome
+        // (and in `poll_job` for an answer that waits), not as a boxed future each.
+        let (head, next) = block.chain.split();
+        let done = |outcome| answered(block, req, Chain::back(head, req, outcome), received);
+        let mut fut = match next.serve(req) {
+            Served::Ready(outcome) => return Ok(done(outcome)),
             Served::Pending(fut) => fut,
         };
         match fut.as_mut().poll(&mut Context::from_waker(waker)) {
-            Poll::Ready(outcome) => Ok(answered(block, req, outcome, received)),
+            Poll::Ready(outcome) => Ok(done(outcome)),
             Poll::Pending => Err(fut),
         }
     }));
@@ -548,6 +552,8 @@ fn poll_job(job: &mut Job, waker: &Waker) -> Poll<Vec<u8>> {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match w.answer.as_mut().poll(&mut Context::from_waker(waker)) {
             Poll::Ready(outcome) => {
+                let (head, _) = w.block.chain.split();
+                let outcome = Chain::back(head, w.req.get(), outcome);
                 Poll::Ready(answered(&w.block, w.req.get(), outcome, job.received))
             }
             Poll::Pending => Poll::Pending,
