@@ -263,3 +263,87 @@ impl Chain {
         self.plugins.iter().map(|p| p.name()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Passes every query on and notes its name on the way back.
+    struct Mark(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+    impl Plugin for Mark {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
+            next.serve(req).map(move |o| self.back(req, o))
+        }
+
+        fn passes_through(&self) -> bool {
+            true
+        }
+
+        fn back(&self, _req: &Request, outcome: Outcome) -> Outcome {
+            self.1.lock().unwrap().push(self.0);
+            outcome
+        }
+    }
+
+    /// Answers after a wait, or at once.
+    struct Answer(bool);
+
+    impl Plugin for Answer {
+        fn name(&self) -> &'static str {
+            "answer"
+        }
+
+        fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+            if self.0 {
+                return Served::pending(async move {
+                    tokio::task::yield_now().await;
+                    Ok(Response::new(req.reply(), "answer"))
+                });
+            }
+            Ok(Response::new(req.reply(), "answer")).into()
+        }
+    }
+
+    fn request() -> Request {
+        let wire = [0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1];
+        let addr = "127.0.0.1:53".parse().unwrap();
+        Request::from_wire(&wire, addr, addr, Proto::Udp).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_hooks_at_the_head_run_innermost_first_whichever_way_the_chain_is_served() {
+        for waits in [false, true] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let chain = Chain {
+                plugins: vec![
+                    Arc::new(Mark("outer", seen.clone())),
+                    Arc::new(Mark("inner", seen.clone())),
+                    Arc::new(Answer(waits)),
+                    // Not at the head: served through `Next` as before.
+                    Arc::new(Mark("unreached", seen.clone())),
+                ],
+            };
+            let req = request();
+            let (head, next) = chain.split();
+            assert_eq!(head.len(), 2);
+            let outcome = next.serve(&req).await;
+            let outcome = Chain::back(head, &req, outcome);
+            assert!(outcome.is_ok());
+            assert_eq!(*seen.lock().unwrap(), ["inner", "outer"]);
+
+            seen.lock().unwrap().clear();
+            assert!(chain.serve(&req).await.is_ok());
+            assert_eq!(*seen.lock().unwrap(), ["inner", "outer"]);
+
+            seen.lock().unwrap().clear();
+            assert!(Next::new(&chain.plugins).serve(&req).await.is_ok());
+            assert_eq!(*seen.lock().unwrap(), ["inner", "outer"]);
+        }
+    }
+}
