@@ -294,7 +294,10 @@ unsafe fn run_in_place(
         // The head of the chain that only works on the way back runs here on the outcome
         // (and in `poll_job` for an answer that waits), not as a boxed future each.
         let (head, next) = block.chain.split();
-        let done = |outcome| answered(block, req, Chain::back(head, req, outcome), received);
+        let done = |mut outcome| {
+            Chain::back(head, req, &mut outcome);
+            answered(block, req, outcome, received)
+        };
         let mut fut = match next.serve(req) {
             Served::Ready(outcome) => return Ok(done(outcome)),
             Served::Pending(fut) => fut,
@@ -551,9 +554,9 @@ fn poll_job(job: &mut Job, waker: &Waker) -> Poll<Vec<u8>> {
     let w = &mut job.waiting;
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match w.answer.as_mut().poll(&mut Context::from_waker(waker)) {
-            Poll::Ready(outcome) => {
+            Poll::Ready(mut outcome) => {
                 let (head, _) = w.block.chain.split();
-                let outcome = Chain::back(head, w.req.get(), outcome);
+                Chain::back(head, w.req.get(), &mut outcome);
                 Poll::Ready(answered(&w.block, w.req.get(), outcome, job.received))
             }
             Poll::Pending => Poll::Pending,

@@ -218,18 +218,20 @@ impl Plugin for Errors {
     }
 
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
-        next.serve(req).map(move |outcome| self.back(req, outcome))
+        next.serve(req).map(move |mut outcome| {
+            self.back(req, &mut outcome);
+            outcome
+        })
     }
 
     fn passes_through(&self) -> bool {
         true
     }
 
-    fn back(&self, req: &Request, outcome: Outcome) -> Outcome {
-        if let Err(failure) = &outcome {
+    fn back(&self, req: &Request, outcome: &mut Outcome) {
+        if let Err(failure) = outcome {
             self.report(req, failure);
         }
-        outcome
     }
 }
 

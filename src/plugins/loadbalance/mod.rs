@@ -183,23 +183,25 @@ impl Plugin for LoadBalance {
     }
 
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
-        next.serve(req).map(move |outcome| self.back(req, outcome))
+        next.serve(req).map(move |mut outcome| {
+            self.back(req, &mut outcome);
+            outcome
+        })
     }
 
     fn passes_through(&self) -> bool {
         true
     }
 
-    fn back(&self, req: &Request, mut outcome: Outcome) -> Outcome {
+    fn back(&self, req: &Request, outcome: &mut Outcome) {
         let qtype = req.qtype();
-        if let Ok(resp) = &mut outcome {
+        if let Ok(resp) = outcome {
             // A cache hit is shuffled as bytes when it can be; anything else is parsed.
             if self.wire_round_robin(qtype, resp) {
-                return outcome;
+                return;
             }
             self.reorder(qtype, resp.message_mut());
         }
-        outcome
     }
 }
 
