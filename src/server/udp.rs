@@ -383,8 +383,6 @@ struct Job {
 struct Waiters {
     slots: Mutex<Slots>,
     ready: Arc<Ready>,
-    /// Requests of finished answers, for the listener's next waiting answer.
-    spares: Mutex<Vec<Parked>>,
 }
 
 /// Spare requests kept per listener: enough for a burst of misses, little memory.
@@ -394,6 +392,8 @@ const SPARES: usize = 256;
 struct Slots {
     all: Vec<Slot>,
     free: Vec<u32>,
+    /// Requests of finished answers, for the listener's next waiting answer.
+    spares: Vec<Parked>,
 }
 
 struct Slot {
@@ -441,7 +441,11 @@ impl std::task::Wake for Node {
 impl Waiters {
     /// A request an earlier waiting answer gave back.
     fn spare(&self) -> Option<Parked> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spares
+            .pop()
     }
 
     /// A free slot, and its waker, for the listener to poll a query's chain with; the slot
@@ -524,17 +528,14 @@ impl Waiters {
                             ..
                         } = job;
                         outbox.push(bytes, src, guard);
-                        self.slots
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .free
-                            .push(id);
-                        let Some(req) = spare_of(waiting) else {
-                            continue;
-                        };
-                        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
-                        if spares.len() < SPARES {
-                            spares.push(req);
+                        // The future is dropped here, outside the lock.
+                        let spare = spare_of(waiting);
+                        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                        slots.free.push(id);
+                        if let Some(req) = spare
+                            && slots.spares.len() < SPARES
+                        {
+                            slots.spares.push(req);
                         }
                     }
                 }
