@@ -1,7 +1,7 @@
 //! DNS over UDP: one socket per core, bound with SO_REUSEPORT so the kernel spreads clients
 //! across them, each served by its own thread and single-threaded runtime. An answer that is
 //! ready at once (cache hit, local data) is sent from the receive loop without spawning a task;
-//! only answers that wait (a forwarded query) become tasks.
+//! answers that wait (a forwarded query) join the listener's [`Waiters`], polled by one task.
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -19,10 +19,10 @@ use tokio::io::Interest;
 use tokio::sync::{Notify, watch};
 
 use super::deferred;
-use super::dispatch::{BlockServer, Placed, ZoneTable, answered, prepare_in, reject};
+use super::dispatch::{BlockServer, Placed, ZoneTable, answered, error_reply, prepare_in, reject};
 use super::mmsg::{self, RecvBatch};
 use super::{InFlight, Stop};
-use crate::plugin::{BoxOutcome, Proto, Request, Served, wirebuf};
+use crate::plugin::{BoxOutcome, Chain, Proto, Request, Served, wirebuf};
 use hickory_proto::op::ResponseCode;
 
 /// Bind `count` UDP sockets sharing `addr`.
@@ -85,8 +85,14 @@ async fn run(
     let mut out: Answers = Vec::with_capacity(mmsg::BATCH);
     let outbox = Arc::new(Outbox::default());
     tokio::spawn(outbox.clone().flush(sock.clone()));
+    let waiters = Arc::new(Waiters::default());
+    tokio::spawn(waiters.clone().serve(outbox.clone()));
+    // The slot the next answer that waits goes into: its waker is the one the chain is polled
+    // with in place, so an answer that waits has its real waker from its first poll on.
+    let mut slot = waiters.reserve();
     // The request of the last query answered at once, whose memory the next one reuses; after
-    // an answer that waits took it along, a copy of `blank` (cheap: nothing built lazily yet).
+    // an answer that waits took it along, one an earlier waiting answer gave back, or a copy of
+    // `blank` (cheap: nothing built lazily yet).
     let mut spare: Option<Parked> = None;
     let blank = Request::from_wire(&ROOT_QUERY, local, local, Proto::Udp)
         .ok_or_else(|| io::Error::other("the root query does not read"))?;
@@ -110,7 +116,11 @@ async fn run(
                 continue;
             };
             // The request is read straight into the memory of the last one answered at once.
-            let parked = spare.get_or_insert_with(|| Parked::new(blank.clone()));
+            let parked = spare.get_or_insert_with(|| {
+                waiters
+                    .spare()
+                    .unwrap_or_else(|| Parked::new(blank.clone()))
+            });
             let block = match prepare_in(&table, wire, src, local, Proto::Udp, parked.get_mut()) {
                 Placed::Drop => continue,
                 Placed::Reply(bytes) => {
@@ -120,23 +130,27 @@ async fn run(
                 Placed::Serve(block) => block,
             };
             // SAFETY: a waiting answer goes into a `Waiting` with this request and block.
-            match unsafe { run_in_place(block, parked.get(), received) } {
+            match unsafe { run_in_place(block, parked.get(), received, &slot.1) } {
                 InPlace::Panicked => out.push((reject(wire, ResponseCode::ServFail, true), src)),
                 InPlace::Answered(bytes) => out.push((bytes, src)),
-                // The answer waits: the future goes to a task together with the request and
-                // the block it borrows (the table may be swapped meanwhile), and the next
+                // The answer waits: the future goes to the waiters together with the request
+                // and the block it borrows (the table may be swapped meanwhile), and the next
                 // query gets new memory.
                 InPlace::Waits(fut) => match spare.take() {
                     Some(req) => {
                         // SAFETY: `fut` came from `run_in_place` on this request and block,
                         // and the `Arc` clone keeps that same block.
                         let waiting = unsafe { Waiting::new(fut, req, block.clone()) };
-                        let outbox = outbox.clone();
-                        let guard = InFlight::start();
-                        tokio::spawn(async move {
-                            let bytes = waiting.answer(received).await;
-                            outbox.push(bytes, src, guard);
-                        });
+                        waiters.place(
+                            slot.0,
+                            Job {
+                                waiting,
+                                src,
+                                received,
+                                guard: InFlight::start(),
+                            },
+                        );
+                        slot = waiters.reserve();
                     }
                     // Not reached: the request was parked there just above.
                     None => drop(fut),
@@ -207,7 +221,7 @@ impl Outbox {
 const ROOT_QUERY: [u8; 17] = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
 
 /// A request kept at a fixed heap address while the chain answers it, so that an answer that
-/// waits can be moved to a task together with the request it borrows ([`Waiting`]). While
+/// waits can be moved to the [`Waiters`] together with the request it borrows ([`Waiting`]). While
 /// answers are ready at once, the listener reads query after query into the same one
 /// ([`prepare_in`]). Owns the request as a `Box<Request>` would; a raw pointer rather than a
 /// `Box` because moving a `Box` asserts that nothing else points into it, and a waiting answer
@@ -261,23 +275,35 @@ struct Waiting {
 
 /// Run `block`'s chain on `req` on the listener's thread: most answers are ready without
 /// waiting, and then no future is made at all; a handler's future is polled once here, and only
-/// one that waits goes to a task. The plugins run on this listener's own thread here, so a
+/// one that waits goes to the [`Waiters`]. The plugins run on this listener's own thread here, so a
 /// panic in one must not end the thread (and silence the socket): it is caught, counted by the
 /// panic hook (`coredns_panics_total`), and the client gets SERVFAIL, as CoreDNS's per-query
-/// recover answers. A panic in a spawned task ends only that task.
+/// recover answers. A panic while an answer waits is caught there too ([`poll_job`]).
 ///
 /// # Safety
 ///
 /// A [`InPlace::Waits`] answer borrows `*block` and `*req` although its type says `'static`:
 /// it must be dropped before either is (see [`Waiting::new`]).
-unsafe fn run_in_place(block: &BlockServer, req: &Request, received: u64) -> InPlace {
+unsafe fn run_in_place(
+    block: &BlockServer,
+    req: &Request,
+    received: u64,
+    waker: &Waker,
+) -> InPlace {
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut fut = match block.chain.serve(req) {
-            Served::Ready(outcome) => return Ok(answered(block, req, outcome, received)),
+        // The head of the chain that only works on the way back runs here on the outcome
+        // (and in `poll_job` for an answer that waits), not as a boxed future each.
+        let (head, next) = block.chain.split();
+        let done = |mut outcome| {
+            Chain::back(head, req, &mut outcome);
+            answered(block, req, outcome, received)
+        };
+        let mut fut = match next.serve(req) {
+            Served::Ready(outcome) => return Ok(done(outcome)),
             Served::Pending(fut) => fut,
         };
-        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(outcome) => Ok(answered(block, req, outcome, received)),
+        match fut.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(outcome) => Ok(done(outcome)),
             Poll::Pending => Err(fut),
         }
     }));
@@ -315,10 +341,16 @@ impl Waiting {
         }
     }
 
-    /// Wait for the answer, then encode and record it.
-    async fn answer(mut self, received: u64) -> Vec<u8> {
-        let outcome = (&mut *self.answer).await;
-        answered(&self.block, self.req.get(), outcome, received)
+    /// The request back, once the answer is done with (the future is dropped first).
+    fn into_request(self) -> Parked {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: each field is dropped or moved out exactly once, the future first, and
+        // `this` is never dropped itself.
+        unsafe {
+            ManuallyDrop::drop(&mut this.answer);
+            std::ptr::drop_in_place(&mut this.block);
+            std::ptr::read(&this.req)
+        }
     }
 }
 
@@ -326,6 +358,214 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         // SAFETY: dropped once, here, before the request and block it borrows.
         unsafe { ManuallyDrop::drop(&mut self.answer) }
+    }
+}
+
+/// An answer that waits, with what sending it needs.
+struct Job {
+    waiting: Waiting,
+    src: SocketAddr,
+    /// When the query was read (see [`answered`]).
+    received: u64,
+    /// Keeps shutdown waiting until the answer is handed to the [`Outbox`].
+    guard: InFlight,
+}
+
+/// The answers that wait on one listener, polled by one task ([`Waiters::serve`]) rather than
+/// a task each. A tokio task costs an allocation that glibc serves on its slow path (tokio
+/// aligns tasks to 128 bytes, and `posix_memalign` skips the per-thread cache), scheduling,
+/// and a second copy of the future; here a waiting answer takes a slot that keeps its waker
+/// from one answer to the next, so a forwarded query allocates nothing for its wait.
+///
+/// The locks are never contended: the listener adds and the task polls on the listener's own
+/// thread (a current-thread runtime); they are there for wakes, which may come from any thread.
+#[derive(Default)]
+struct Waiters {
+    slots: Mutex<Slots>,
+    ready: Arc<Ready>,
+}
+
+/// Spare requests kept per listener: enough for a burst of misses, little memory.
+const SPARES: usize = 256;
+
+#[derive(Default)]
+struct Slots {
+    all: Vec<Slot>,
+    free: Vec<u32>,
+    /// Requests of finished answers, for the listener's next waiting answer.
+    spares: Vec<Parked>,
+}
+
+struct Slot {
+    /// Wakes the slot's job (whichever is in the slot when the wake is handled: a late wake
+    /// from a finished job only polls the next one for nothing).
+    waker: Waker,
+    node: Arc<Node>,
+    job: Option<Job>,
+}
+
+/// The slots woken since the task last looked, and the task's waker.
+#[derive(Default)]
+struct Ready {
+    queue: Mutex<(Vec<u32>, Option<Waker>)>,
+}
+
+/// A slot's waker.
+struct Node {
+    slot: u32,
+    /// The slot is in the ready queue already: one entry however often it is woken.
+    queued: std::sync::atomic::AtomicBool,
+    ready: Arc<Ready>,
+}
+
+impl std::task::Wake for Node {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut q = self.ready.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.0.push(self.slot);
+        let task = q.1.take();
+        drop(q);
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl Waiters {
+    /// A request an earlier waiting answer gave back.
+    fn spare(&self) -> Option<Parked> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spares
+            .pop()
+    }
+
+    /// A free slot, and its waker, for the listener to poll a query's chain with; the slot
+    /// stays the listener's until [`Waiters::place`] fills it. A wake of an empty slot (a chain
+    /// that registered the waker and answered at once anyway) is passed over.
+    fn reserve(&self) -> (u32, Waker) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match slots.free.pop() {
+            Some(id) => id,
+            None => {
+                let id = slots.all.len() as u32;
+                let node = Arc::new(Node {
+                    slot: id,
+                    queued: Default::default(),
+                    ready: self.ready.clone(),
+                });
+                slots.all.push(Slot {
+                    waker: Waker::from(node.clone()),
+                    node,
+                    job: None,
+                });
+                id
+            }
+        };
+        (id, slots.all[id as usize].waker.clone())
+    }
+
+    /// Put `job` into the reserved slot `id`. Its answer was polled with that slot's waker,
+    /// which it wakes when it can go on.
+    fn place(&self, id: u32, job: Job) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.all.get_mut(id as usize) {
+            slot.job = Some(job);
+        }
+    }
+
+    /// Poll the jobs that were woken, and hand each finished answer to `outbox`; runs as long
+    /// as the listener's runtime.
+    async fn serve(self: Arc<Self>, outbox: Arc<Outbox>) {
+        use std::sync::atomic::Ordering;
+        let mut woken = Vec::new();
+        loop {
+            std::future::poll_fn(|cx| {
+                let mut q = self.ready.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if q.0.is_empty() {
+                    if !q.1.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        q.1 = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                std::mem::swap(&mut q.0, &mut woken);
+                Poll::Ready(())
+            })
+            .await;
+            for id in woken.drain(..) {
+                // Out of the slot while it is polled, so that nothing a plugin does meanwhile
+                // can find the lock held.
+                let (mut job, waker) = {
+                    let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(slot) = slots.all.get_mut(id as usize) else {
+                        continue;
+                    };
+                    // Cleared before the poll, so that a wake during it queues the slot again.
+                    slot.node.queued.store(false, Ordering::Release);
+                    let Some(job) = slot.job.take() else {
+                        continue;
+                    };
+                    (job, slot.waker.clone())
+                };
+                match poll_job(&mut job, &waker) {
+                    Poll::Pending => {
+                        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                        slots.all[id as usize].job = Some(job);
+                    }
+                    Poll::Ready(bytes) => {
+                        let Job {
+                            waiting,
+                            src,
+                            guard,
+                            ..
+                        } = job;
+                        outbox.push(bytes, src, guard);
+                        // The future is dropped here, outside the lock.
+                        let spare = spare_of(waiting);
+                        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                        slots.free.push(id);
+                        if let Some(req) = spare
+                            && slots.spares.len() < SPARES
+                        {
+                            slots.spares.push(req);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The request of a finished answer, kept for reuse; `None` when dropping the answer panicked.
+fn spare_of(waiting: Waiting) -> Option<Parked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waiting.into_request())).ok()
+}
+
+/// Poll a waiting answer once; when it is there, encode and record it. A panic in a plugin is
+/// caught (and counted by the panic hook) and answered with SERVFAIL, as in [`run_in_place`].
+fn poll_job(job: &mut Job, waker: &Waker) -> Poll<Vec<u8>> {
+    let w = &mut job.waiting;
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match w.answer.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(mut outcome) => {
+                let (head, _) = w.block.chain.split();
+                Chain::back(head, w.req.get(), &mut outcome);
+                Poll::Ready(answered(&w.block, w.req.get(), outcome, job.received))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }));
+    match polled {
+        Ok(p) => p,
+        Err(_) => Poll::Ready(error_reply(w.req.get(), ResponseCode::ServFail)),
     }
 }
 
@@ -371,6 +611,25 @@ mod tests {
             Served::pending(async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 Ok(crate::plugin::Response::new(req.reply(), self.name()))
+            })
+        }
+    }
+
+    /// A plugin with a bug after a wait: it panics once the answer is being waited for.
+    struct PanicsLater;
+
+    impl Plugin for PanicsLater {
+        fn name(&self) -> &'static str {
+            "panics-later"
+        }
+
+        fn serve<'a>(&'a self, req: &'a Request, _next: Next<'a>) -> Served<'a> {
+            Served::pending(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if req.name().starts_with("panic.") {
+                    panic!("a plugin bug after a wait");
+                }
+                Ok(crate::plugin::Response::new(req.reply(), "panics-later"))
             })
         }
     }
@@ -430,6 +689,57 @@ mod tests {
             seen,
             vec![(100, "a.example.".to_string()), (101, names[1].to_string())]
         );
+    }
+
+    #[test]
+    fn a_panic_in_a_waiting_answer_gets_servfail_and_the_others_are_answered() {
+        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = sock.local_addr().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        spawn(
+            sock,
+            Arc::new(ArcSwap::from_pointee(table_of(Arc::new(PanicsLater)))),
+            stop,
+        )
+        .unwrap();
+
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        // Twice over, so the second round runs in slots and requests the first gave back.
+        for round in 0..2u16 {
+            let names = ["ok.example.", "panic.example.", "fine.example."];
+            for (i, name) in names.iter().enumerate() {
+                let mut q = Message::query();
+                q.metadata.id = round * 10 + i as u16;
+                q.queries
+                    .push(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+                client.send_to(&q.to_vec().unwrap(), addr).unwrap();
+            }
+            let mut seen = Vec::new();
+            for _ in names {
+                let mut buf = [0u8; 512];
+                let (n, _) = client
+                    .recv_from(&mut buf)
+                    .expect("an answer for each query");
+                let m = Message::from_vec(&buf[..n]).unwrap();
+                seen.push((
+                    m.metadata.id - round * 10,
+                    m.queries[0].name.to_ascii(),
+                    m.metadata.response_code,
+                ));
+            }
+            seen.sort_by_key(|s| s.0);
+            assert_eq!(
+                seen,
+                vec![
+                    (0, names[0].to_string(), ResponseCode::NoError),
+                    (1, names[1].to_string(), ResponseCode::ServFail),
+                    (2, names[2].to_string(), ResponseCode::NoError),
+                ]
+            );
+        }
     }
 
     #[test]

@@ -34,11 +34,12 @@ impl Class {
 /// One cached answer, encoded.
 #[derive(Debug)]
 pub struct Entry {
-    pub wire: Box<[u8]>,
+    /// The answer's wire form (`wire_len` bytes), then the question name in lower case (to
+    /// tell a hash collision from a hit): one allocation for both, as every miss stores one.
+    bytes: Box<[u8]>,
+    wire_len: usize,
     pub ttl_offsets: Box<[u16]>,
     pub qname_end: usize,
-    /// The question, lower case, to tell a hash collision from a hit.
-    pub name: Box<str>,
     pub qtype: RecordType,
     pub qclass: DNSClass,
     pub servfail: bool,
@@ -51,13 +52,56 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry for the answer `wire` to the question `name` (lower case); the rest as given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        wire: &[u8],
+        name: &str,
+        ttl_offsets: Box<[u16]>,
+        qname_end: usize,
+        qtype: RecordType,
+        qclass: DNSClass,
+        servfail: bool,
+        stored_ms: u64,
+        orig_ttl: u32,
+    ) -> Entry {
+        let mut bytes = Vec::with_capacity(wire.len() + name.len());
+        bytes.extend_from_slice(wire);
+        bytes.extend_from_slice(name.as_bytes());
+        Entry {
+            bytes: bytes.into_boxed_slice(),
+            wire_len: wire.len(),
+            ttl_offsets,
+            qname_end,
+            qtype,
+            qclass,
+            servfail,
+            stored_ms,
+            orig_ttl,
+            freq: Freq::default(),
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// The cached answer in wire form.
+    pub fn wire(&self) -> &[u8] {
+        &self.bytes[..self.wire_len]
+    }
+
+    /// The question name in lower case, as bytes.
+    fn name(&self) -> &[u8] {
+        &self.bytes[self.wire_len..]
+    }
+
     /// Seconds left, negative once expired: CoreDNS's `item.ttl`, whole seconds elapsed.
     pub fn ttl(&self, now_ms: u64) -> i64 {
         self.orig_ttl as i64 - (now_ms.saturating_sub(self.stored_ms) / 1000) as i64
     }
 
     pub fn matches(&self, req: &Request) -> bool {
-        self.qtype == req.qtype() && self.qclass == req.qclass() && *self.name == *req.name()
+        self.qtype == req.qtype()
+            && self.qclass == req.qclass()
+            && self.name() == req.name().as_bytes()
     }
 }
 
@@ -104,9 +148,11 @@ impl Freq {
 #[derive(Default)]
 struct Slot {
     kinds: [Option<Arc<Entry>>; 2],
+    /// Where this key is in its shard's `keys` of each class (valid while that kind is set).
+    pos: [u32; 2],
 }
 
-/// Keys are already well-mixed hashes: the map uses them as they are.
+/// Keys are already well-mixed hashes: the map uses them as they are (but for a rotation).
 #[derive(Default)]
 pub struct KeyHasher(u64);
 
@@ -120,14 +166,36 @@ impl Hasher for KeyHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        // hashbrown tags each slot with the hash's top 7 bits, and the shard is picked by the
+        // key's top 8: unrotated, every key in a shard had the same tag, and a probe compared
+        // whole keys with every entry of a group.
+        self.0 = n.rotate_right(8);
     }
 }
 
 #[derive(Default)]
 struct Shard {
     map: HashMap<u64, Slot, BuildHasherDefault<KeyHasher>>,
-    counts: [usize; 2],
+    /// The keys holding an entry of each class, in no order: eviction picks one by index
+    /// instead of walking the map (which cost more than the rest of storing an answer).
+    keys: [Vec<u64>; 2],
+}
+
+impl Shard {
+    /// Take the key at `pos` out of `keys[c]`, telling the key moved into its place.
+    fn unlist(&mut self, c: usize, pos: u32) {
+        let keys = &mut self.keys[c];
+        let pos = pos as usize;
+        if pos >= keys.len() {
+            return;
+        }
+        keys.swap_remove(pos);
+        if let Some(&moved) = keys.get(pos)
+            && let Some(slot) = self.map.get_mut(&moved)
+        {
+            slot.pos[c] = pos as u32;
+        }
+    }
 }
 
 pub struct Store {
@@ -170,51 +238,59 @@ impl Store {
     /// drops the denial entry of the same key, which it supersedes.
     pub fn insert(&self, key: u64, class: Class, entry: Arc<Entry>) -> bool {
         let c = class as usize;
+        // Entries dropped here are freed after the lock is released.
+        let mut gone: [Option<Arc<Entry>>; 3] = [None, None, None];
         let mut guard = self.shard(key).write().unwrap_or_else(|e| e.into_inner());
         let shard = &mut *guard;
         let mut evicted = false;
         let present = shard.map.get(&key).is_some_and(|s| s.kinds[c].is_some());
-        if !present && shard.counts[c] >= self.shard_cap[c] {
-            evicted = self.evict(shard, class, key);
+        if !present && shard.keys[c].len() >= self.shard_cap[c] {
+            gone[0] = self.evict(shard, class, key);
+            evicted = gone[0].is_some();
         }
+        let at = shard.keys[c].len() as u32;
         let slot = shard.map.entry(key).or_default();
-        if slot.kinds[c].replace(entry).is_none() {
-            shard.counts[c] += 1;
+        gone[1] = slot.kinds[c].replace(entry);
+        let denial = Class::Denial as usize;
+        let mut superseded = None;
+        if class == Class::Success {
+            gone[2] = slot.kinds[denial].take();
+            if gone[2].is_some() {
+                superseded = Some(slot.pos[denial]);
+            }
+        }
+        if gone[1].is_none() {
+            slot.pos[c] = at;
+            shard.keys[c].push(key);
             self.len[c].fetch_add(1, Ordering::Relaxed);
         }
-        if class == Class::Success && slot.kinds[Class::Denial as usize].take().is_some() {
-            shard.counts[Class::Denial as usize] -= 1;
-            self.len[Class::Denial as usize].fetch_sub(1, Ordering::Relaxed);
+        if let Some(pos) = superseded {
+            shard.unlist(denial, pos);
+            self.len[denial].fetch_sub(1, Ordering::Relaxed);
         }
+        drop(guard);
+        drop(gone);
         evicted
     }
 
-    /// Drop one entry of `class` from the shard, picked pseudo-randomly (the incoming key is a
-    /// good enough random number): CoreDNS evicts randomly, not by age.
-    fn evict(&self, shard: &mut Shard, class: Class, incoming: u64) -> bool {
+    /// Take one entry of `class` out of the shard, picked pseudo-randomly (the incoming key is
+    /// a good enough random number): CoreDNS evicts randomly, not by age.
+    fn evict(&self, shard: &mut Shard, class: Class, incoming: u64) -> Option<Arc<Entry>> {
         let c = class as usize;
-        if shard.counts[c] == 0 {
-            return false;
+        let count = shard.keys[c].len();
+        if count == 0 {
+            return None;
         }
-        let pick = (incoming as usize) % shard.counts[c];
-        let victim = shard
-            .map
-            .iter()
-            .filter(|(_, s)| s.kinds[c].is_some())
-            .nth(pick)
-            .map(|(k, _)| *k);
-        let Some(victim) = victim else {
-            return false;
-        };
-        if let Some(slot) = shard.map.get_mut(&victim) {
-            slot.kinds[c] = None;
-            if slot.kinds.iter().all(Option::is_none) {
-                shard.map.remove(&victim);
-            }
-        }
-        shard.counts[c] -= 1;
+        let pick = (incoming as usize) % count;
+        let victim = shard.keys[c][pick];
+        shard.unlist(c, pick as u32);
         self.len[c].fetch_sub(1, Ordering::Relaxed);
-        true
+        let slot = shard.map.get_mut(&victim)?;
+        let entry = slot.kinds[c].take();
+        if slot.kinds.iter().all(Option::is_none) {
+            shard.map.remove(&victim);
+        }
+        entry
     }
 
     pub fn len(&self, class: Class) -> usize {
@@ -278,5 +354,65 @@ mod tests {
             padded[..rest.len()].copy_from_slice(rest);
             assert_eq!(tail_word(bytes), u64::from_le_bytes(padded), "{len}");
         }
+    }
+
+    fn entry() -> Arc<Entry> {
+        Arc::new(Entry::new(
+            &[0; 12],
+            "a.example.",
+            Box::new([]),
+            12,
+            RecordType::A,
+            DNSClass::IN,
+            false,
+            0,
+            30,
+        ))
+    }
+
+    /// Every listed key holds an entry of its class at the position it is listed at, and every
+    /// entry is listed.
+    fn check(store: &Store) {
+        let mut total = [0; 2];
+        for shard in store.shards.iter() {
+            let shard = shard.read().unwrap();
+            for (c, total) in total.iter_mut().enumerate() {
+                assert!(shard.keys[c].len() <= store.shard_cap[c]);
+                *total += shard.keys[c].len();
+                for (i, k) in shard.keys[c].iter().enumerate() {
+                    let slot = &shard.map[k];
+                    assert!(slot.kinds[c].is_some());
+                    assert_eq!(slot.pos[c] as usize, i);
+                }
+            }
+            for slot in shard.map.values() {
+                assert!(slot.kinds.iter().any(Option::is_some));
+            }
+            let listed = shard.map.values().filter(|s| s.kinds[0].is_some()).count();
+            assert_eq!(listed, shard.keys[0].len());
+            let listed = shard.map.values().filter(|s| s.kinds[1].is_some()).count();
+            assert_eq!(listed, shard.keys[1].len());
+        }
+        assert_eq!(total, [store.len(Class::Success), store.len(Class::Denial)]);
+    }
+
+    #[test]
+    fn eviction_keeps_the_key_lists_whole() {
+        let store = Store::new(0, 0);
+        let mut evictions = 0;
+        // Few shards' worth of keys, so shards fill, evict, and success entries supersede
+        // denials of the same key.
+        for i in 0u64..4000 {
+            let key = ((i % 7) << 56) | (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 97);
+            let class = if i % 3 == 0 {
+                Class::Denial
+            } else {
+                Class::Success
+            };
+            evictions += store.insert(key, class, entry()) as usize;
+            check(&store);
+        }
+        assert!(evictions > 0);
+        assert!(store.len(Class::Success) <= 7 * 4);
     }
 }

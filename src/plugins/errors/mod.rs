@@ -10,7 +10,7 @@ use crate::corefile::Directive;
 use crate::plugin::mnemonic::type_name;
 use crate::plugin::parse::go_duration_string;
 use crate::plugin::setup::{Setup, SetupError, SetupResult};
-use crate::plugin::{Failure, Next, Plugin, Request, Served};
+use crate::plugin::{Failure, Next, Outcome, Plugin, Request, Served};
 
 /// Longer patterns are refused, as CoreDNS refuses them (a guard against huge regex builds).
 const MAX_REGEXP_LEN: usize = 10_000;
@@ -218,12 +218,20 @@ impl Plugin for Errors {
     }
 
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
-        next.serve(req).map(move |outcome| {
-            if let Err(failure) = &outcome {
-                self.report(req, failure);
-            }
+        next.serve(req).map(move |mut outcome| {
+            self.back(req, &mut outcome);
             outcome
         })
+    }
+
+    fn passes_through(&self) -> bool {
+        true
+    }
+
+    fn back(&self, req: &Request, outcome: &mut Outcome) {
+        if let Err(failure) = outcome {
+            self.report(req, failure);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use hickory_proto::rr::RecordType;
 use crate::corefile::Error;
 use crate::plugin::parse::{go_duration, go_duration_string};
 use crate::plugin::setup::{Setup, SetupResult};
-use crate::plugin::{Next, Plugin, Request, Served};
+use crate::plugin::{Next, Outcome, Plugin, Request, Served};
 
 use order::Cidr;
 use weighted::{LoadError, WeightFile};
@@ -183,17 +183,25 @@ impl Plugin for LoadBalance {
     }
 
     fn serve<'a>(&'a self, req: &'a Request, next: Next<'a>) -> Served<'a> {
-        let qtype = req.qtype();
         next.serve(req).map(move |mut outcome| {
-            if let Ok(resp) = &mut outcome {
-                // A cache hit is shuffled as bytes when it can be; anything else is parsed.
-                if self.wire_round_robin(qtype, resp) {
-                    return outcome;
-                }
-                self.reorder(qtype, resp.message_mut());
-            }
+            self.back(req, &mut outcome);
             outcome
         })
+    }
+
+    fn passes_through(&self) -> bool {
+        true
+    }
+
+    fn back(&self, req: &Request, outcome: &mut Outcome) {
+        let qtype = req.qtype();
+        if let Ok(resp) = outcome {
+            // A cache hit is shuffled as bytes when it can be; anything else is parsed.
+            if self.wire_round_robin(qtype, resp) {
+                return;
+            }
+            self.reorder(qtype, resp.message_mut());
+        }
     }
 }
 
