@@ -634,6 +634,20 @@ mod tests {
         }
     }
 
+    /// A listener on a loopback port serving `table`, a client socket to ask it from, and the
+    /// sender that keeps the listener running.
+    fn serving(table: ZoneTable) -> (SocketAddr, std::net::UdpSocket, watch::Sender<bool>) {
+        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
+        let addr = sock.local_addr().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        spawn(sock, Arc::new(ArcSwap::from_pointee(table)), stop).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        (addr, client, stop_tx)
+    }
+
     fn table_of(plugin: Arc<dyn Plugin>) -> ZoneTable {
         let mut table = ZoneTable::default();
         table.insert(
@@ -653,20 +667,7 @@ mod tests {
 
     #[test]
     fn answers_that_wait_come_from_a_task_with_their_request() {
-        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
-        let addr = sock.local_addr().unwrap();
-        let (_stop_tx, stop) = watch::channel(false);
-        spawn(
-            sock,
-            Arc::new(ArcSwap::from_pointee(table_of(Arc::new(Waits)))),
-            stop,
-        )
-        .unwrap();
-
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        let (addr, client, _stop_tx) = serving(table_of(Arc::new(Waits)));
         let names = ["a.example.", "Longer-Name.With.Several.Labels.example.org."];
         for (i, name) in names.iter().enumerate() {
             let mut q = Message::query();
@@ -693,20 +694,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_a_waiting_answer_gets_servfail_and_the_others_are_answered() {
-        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
-        let addr = sock.local_addr().unwrap();
-        let (_stop_tx, stop) = watch::channel(false);
-        spawn(
-            sock,
-            Arc::new(ArcSwap::from_pointee(table_of(Arc::new(PanicsLater)))),
-            stop,
-        )
-        .unwrap();
-
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        let (addr, client, _stop_tx) = serving(table_of(Arc::new(PanicsLater)));
         // Twice over, so the second round runs in slots and requests the first gave back.
         for round in 0..2u16 {
             let names = ["ok.example.", "panic.example.", "fine.example."];
@@ -757,15 +745,7 @@ mod tests {
                 recorder: None,
             }),
         );
-        let sock = bind("127.0.0.1:0".parse().unwrap(), 1).unwrap().remove(0);
-        let addr = sock.local_addr().unwrap();
-        let (_stop_tx, stop) = watch::channel(false);
-        spawn(sock, Arc::new(ArcSwap::from_pointee(table)), stop).unwrap();
-
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+        let (addr, client, _stop_tx) = serving(table);
         for id in [1u16, 2] {
             let mut q = Message::query();
             q.metadata.id = id;
