@@ -17,6 +17,7 @@ pub mod order;
 pub mod parse;
 pub mod request;
 pub mod response;
+pub mod rr;
 pub mod setup;
 pub mod upstream;
 pub mod wirebuf;

@@ -10,13 +10,7 @@ use hickory_proto::rr::{RData, RecordType};
 
 use crate::plugin::Request;
 use crate::plugin::response::{Kind, Shape};
-
-const HEADER: usize = 12;
-const TYPE_NS: u16 = 2;
-const TYPE_SOA: u16 = 6;
-const TYPE_OPT: u16 = 41;
-const TYPE_RRSIG: u16 = 46;
-const TYPE_TSIG: u16 = 250;
+use crate::plugin::rr::{HEADER, TYPE_NS, TYPE_OPT, TYPE_RRSIG, TYPE_SOA, TYPE_TSIG};
 
 /// Where the parts of an encoded answer are.
 #[derive(Debug)]

@@ -24,17 +24,10 @@
 use hickory_proto::rr::Name;
 
 use crate::plugin::Request;
-
-const HEADER: usize = 12;
-const TYPE_A: u16 = 1;
-const TYPE_NS: u16 = 2;
-const TYPE_CNAME: u16 = 5;
-const TYPE_SOA: u16 = 6;
-const TYPE_PTR: u16 = 12;
-const TYPE_TXT: u16 = 16;
-const TYPE_AAAA: u16 = 28;
-const TYPE_OPT: u16 = 41;
-const CLASS_IN: u16 = 1;
+use crate::plugin::rr::{
+    CLASS_IN, HEADER, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_NS, TYPE_OPT, TYPE_PTR, TYPE_SOA,
+    TYPE_TXT,
+};
 
 /// The question a reply must answer, kept without allocating: its name in wire form in lower
 /// case, its type and class.

@@ -12,13 +12,8 @@
 //! more MX records whose exchange names may be pointed at, an address with a literal owner name)
 //! is left to the parsed path.
 
+use crate::plugin::rr::{HEADER, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_MX};
 use rand::seq::SliceRandom;
-
-const HEADER: usize = 12;
-const TYPE_A: u16 = 1;
-const TYPE_CNAME: u16 = 5;
-const TYPE_MX: u16 = 15;
-const TYPE_AAAA: u16 = 28;
 
 /// Records in one run of addresses shuffled here; a longer run goes the parsed way.
 const MAX_RUN_RECORDS: usize = 64;
