@@ -12,7 +12,7 @@
 # callgrind profile where it says, for `callgrind_annotate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/nsd.sh
+. bench/common.sh
 workload=${1:-hits}
 queries=${2:-200000}
 case "$workload" in hits|misses) ;; *) echo "usage: $0 [hits|misses] [QUERIES]" >&2; exit 2 ;; esac
@@ -42,19 +42,7 @@ for i in $(seq 0 999); do echo "n$i.bench.ferro A"; done > "$work/hits"
 profile() { # queries file out
   local n=$1 file=$2 out=$3 port pid
   port=$(free_port)
-  cat > "$work/Corefile" <<EOF
-.:$port {
-    errors
-    health 127.0.0.1:$(free_port) { lameduck 0s }
-    ready 127.0.0.1:$(free_port)
-    prometheus 127.0.0.1:$(free_port)
-    forward . 127.0.0.1:$up { max_concurrent 1000 }
-    cache 30
-    loop
-    reload
-    loadbalance
-}
-EOF
+  kubeadm_corefile "$port" "$up" 0s > "$work/Corefile"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
     target/release/ferrodns -conf "$work/Corefile" -quiet > "$work/ferrodns.log" 2>&1 &
   pid=$!

@@ -17,7 +17,7 @@
 # ferrodns runs kubeadm's Corefile (log off, prometheus on) with ports changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/nsd.sh
+. bench/common.sh
 secs=${1:-10}
 shift || true
 servers=("$@")
@@ -41,7 +41,7 @@ free_port() {
 hz=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# --- the upstream: nsd with a generated zone (bench/nsd.sh) ----------------------------------
+# --- the upstream: nsd with a generated zone (bench/common.sh) ----------------------------------
 up=$(free_port)
 start_nsd "$work/nsd" "$up" 1
 pids+=("$NSD_PID")
@@ -63,19 +63,7 @@ start_server() { # name port -> prints pid
   mkdir -p "$dir"
   case "$name" in
     ferrodns)
-      cat > "$dir/Corefile" <<EOF
-.:$port {
-    errors
-    health 127.0.0.1:$(free_port) { lameduck 5s }
-    ready 127.0.0.1:$(free_port)
-    prometheus 127.0.0.1:$(free_port)
-    forward . 127.0.0.1:$up { max_concurrent 1000 }
-    cache 30
-    loop
-    reload
-    loadbalance
-}
-EOF
+      kubeadm_corefile "$port" "$up" 5s > "$dir/Corefile"
       taskset -c 0 target/release/ferrodns -conf "$dir/Corefile" -quiet > "$dir/log" 2>&1 &
       ;;
     unbound)

@@ -1,4 +1,5 @@
-# Sourced by the benchmarks: the authoritative upstream they forward to.
+# Sourced by the benchmarks: the authoritative upstream they forward to, and the Corefile
+# ferrodns runs in front of it.
 #
 # start_nsd DIR PORT [CPU]: nsd on 127.0.0.1:PORT serving `bench.ferro.` from DIR: 10,000 names
 # (n0 ... n9999) plus a wildcard, so that every made-up name is a fresh answer. Not a special-use
@@ -41,4 +42,22 @@ CONF
     /usr/sbin/nsd -d -c "$dir/nsd.conf" > "$dir/log" 2>&1 &
   fi
   NSD_PID=$!
+}
+
+# kubeadm_corefile PORT UPSTREAM_PORT LAMEDUCK: kubeadm's Corefile with log off and the ports
+# changed (health, ready and prometheus on free loopback ports). Needs free_port.
+kubeadm_corefile() {
+  cat <<EOF
+.:$1 {
+    errors
+    health 127.0.0.1:$(free_port) { lameduck $3 }
+    ready 127.0.0.1:$(free_port)
+    prometheus 127.0.0.1:$(free_port)
+    forward . 127.0.0.1:$2 { max_concurrent 1000 }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+EOF
 }
